@@ -1,0 +1,37 @@
+# bpfstatd: every target runs from a fresh clone; see README.md.
+GO        ?= go
+BIN       ?= bin/bpfstatd
+ARGS      ?=
+TESTFLAGS ?=
+BENCHTIME ?= 1s
+COUNT     ?= 5
+
+.PHONY: all generate build run test bench lint
+
+all: lint build test
+
+## generate: recompile the kernel programs into bpf/*_bpfel.{go,o} (needs clang-19)
+generate:
+	$(GO) generate ./...
+
+## build: build the daemon into bin/bpfstatd (no clang needed)
+build:
+	$(GO) build -o $(BIN) ./cmd/bpfstatd
+
+## run: build and run the daemon as root, printing metrics to the terminal
+run: build
+	./$(BIN) $(ARGS)
+
+## test: the whole suite with the race detector; kernel tests need root
+test:
+	$(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...
+
+## bench: every benchmark, COUNT runs each, with allocations
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COUNT) ./...
+
+## lint: go vet and gofmt
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

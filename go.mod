@@ -1,0 +1,12 @@
+module github.com/bpfstatd/bpfstatd
+
+go 1.26.0
+
+require (
+	github.com/cilium/ebpf v0.22.0
+	github.com/lmittmann/tint v1.2.1
+	github.com/spf13/pflag v1.1.0
+	golang.org/x/sys v0.50.0
+)
+
+tool github.com/cilium/ebpf/cmd/bpf2go

@@ -1,0 +1,154 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/bpfstatd/bpfstatd/bpf"
+	"github.com/bpfstatd/bpfstatd/shipper"
+)
+
+// EnvPrefix starts the environment variable that can set each flag:
+// --flush-interval is also BPFSTATD_FLUSH_INTERVAL. A flag given on the
+// command line wins.
+const EnvPrefix = "BPFSTATD_"
+
+// Config is the daemon's configuration, as parsed from flags.
+type Config struct {
+	Output        Output
+	FlushInterval time.Duration
+	MaxPayload    int
+	Tags          []string
+	RingSize      uint32
+	WakeupBytes   uint64
+	Poll          time.Duration
+	LogLevel      string
+	LogFormat     string
+}
+
+// UsageError is a problem with the command line; the process exits with 2.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+func usagef(format string, args ...any) error {
+	return &UsageError{fmt.Errorf(format, args...)}
+}
+
+// errHelp reports that --help was asked for and printed.
+var errHelp = errors.New("help requested")
+
+// parseConfig parses args, with defaults from the environment, into a
+// Config. Usage is written to stderr on --help.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	var (
+		cfg    Config
+		output string
+		tags   []string
+	)
+	fs := pflag.NewFlagSet("bpfstatd", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
+	fs.StringVar(&output, "output", "stdout", "where metrics go: stdout, or udp://HOST:PORT")
+	fs.DurationVar(&cfg.FlushInterval, "flush-interval", time.Second, "how often aggregated metrics are shipped")
+	fs.IntVar(&cfg.MaxPayload, "max-payload", shipper.UDPPayload, "largest datagram payload in bytes (lines are never split)")
+	fs.StringArrayVar(&tags, "tag", nil, "tag KEY:VALUE added to every metric (repeatable, or comma-separated)")
+	fs.Uint32Var(&cfg.RingSize, "ring-size", bpf.DefaultRingSize, "bytes in each kernel ring buffer: a power of two, a multiple of the page size")
+	fs.Uint64Var(&cfg.WakeupBytes, "wakeup-bytes", 0, "queued bytes past which the kernel wakes the reader (0: a quarter of --ring-size)")
+	fs.DurationVar(&cfg.Poll, "poll", 10*time.Millisecond, "how often the reader drains the kernel ring without a wakeup")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: bpfstatd [flags]\n\nbpfstatd counts host events with eBPF and ships them as DogStatsD metrics.\nEvery flag can also be set as %s<NAME>, e.g. %sFLUSH_INTERVAL=5s.\n\nFlags:\n%s", EnvPrefix, EnvPrefix, fs.FlagUsages())
+	}
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fs.Usage()
+			return cfg, errHelp
+		}
+		return cfg, &UsageError{err}
+	}
+	if fs.NArg() > 0 {
+		return cfg, usagef("unexpected argument %q: bpfstatd takes only flags", fs.Arg(0))
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		return cfg, err
+	}
+	for _, t := range tags {
+		cfg.Tags = append(cfg.Tags, strings.Split(t, ",")...)
+	}
+	var err error
+	if cfg.Output, err = ParseOutput(output); err != nil {
+		return cfg, &UsageError{fmt.Errorf("invalid --output: %w", err)}
+	}
+	return cfg, cfg.validate()
+}
+
+// applyEnv sets each flag not given on the command line from its
+// environment variable, if set.
+func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		name := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v := getenv(name)
+		if err != nil || f.Changed || v == "" {
+			return
+		}
+		if serr := fs.Set(f.Name, v); serr != nil {
+			err = usagef("invalid %s=%q (for --%s): %w", name, v, f.Name, serr)
+		}
+	})
+	return err
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.FlushInterval <= 0:
+		return usagef("invalid --flush-interval %v: must be positive", c.FlushInterval)
+	case c.Poll <= 0:
+		return usagef("invalid --poll %v: must be positive", c.Poll)
+	case c.MaxPayload < shipper.MinPayload || c.MaxPayload > c.Output.MaxPayload():
+		return usagef("invalid --max-payload %d: must be between %d and %d for %s", c.MaxPayload, shipper.MinPayload, c.Output.MaxPayload(), c.Output)
+	case c.RingSize == 0 || c.RingSize&(c.RingSize-1) != 0 || int(c.RingSize)%os.Getpagesize() != 0:
+		return usagef("invalid --ring-size %d: must be a power of two multiple of the page size %d", c.RingSize, os.Getpagesize())
+	case c.WakeupBytes > uint64(c.RingSize):
+		return usagef("invalid --wakeup-bytes %d: must not exceed --ring-size %d", c.WakeupBytes, c.RingSize)
+	}
+	for _, t := range c.Tags {
+		if err := checkTag(t); err != nil {
+			return usagef("invalid --tag %q: %w", t, err)
+		}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return usagef("invalid --log-level: %w", err)
+	}
+	switch c.LogFormat {
+	case "auto", "text", "json":
+	default:
+		return usagef("invalid --log-format %q: want auto, text or json", c.LogFormat)
+	}
+	return nil
+}
+
+// checkTag accepts KEY:VALUE tags whose bytes cannot break the wire format.
+func checkTag(t string) error {
+	key, value, ok := strings.Cut(t, ":")
+	if !ok || key == "" || value == "" {
+		return errors.New("want KEY:VALUE")
+	}
+	if s := string(shipper.AppendTagValue(nil, []byte(key))); s != key {
+		return fmt.Errorf("key may hold only letters, digits and _ . / -")
+	}
+	if s := string(shipper.AppendTagValue(nil, []byte(value))); s != value {
+		return fmt.Errorf("value may hold only letters, digits and _ . / -")
+	}
+	return nil
+}

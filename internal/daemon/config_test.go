@@ -1,0 +1,99 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func noEnv(string) string { return "" }
+
+// TestRunRejectsBadFlags checks that each bad command line fails as a
+// usage error naming the flag, before anything touches the kernel: the
+// table runs even without privileges, and parsing comes first in Run.
+func TestRunRejectsBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--output", "udp://localhost"}, "--output"},
+		{[]string{"--output", "udp://:8125"}, "--output"},
+		{[]string{"--output", "tcp://localhost:8125"}, "--output"},
+		{[]string{"--output", "udp://[::1"}, "--output"},
+		{[]string{"--flush-interval", "0s"}, "--flush-interval"},
+		{[]string{"--flush-interval", "-1s"}, "--flush-interval"},
+		{[]string{"--flush-interval", "soon"}, "flush-interval"},
+		{[]string{"--poll", "0s"}, "--poll"},
+		{[]string{"--max-payload", "10"}, "--max-payload"},
+		{[]string{"--output", "udp://127.0.0.1:8125", "--max-payload", "70000"}, "--max-payload"},
+		{[]string{"--ring-size", "5000"}, "--ring-size"},
+		{[]string{"--wakeup-bytes", "1048576"}, "--wakeup-bytes"},
+		{[]string{"--tag", "novalue"}, "--tag"},
+		{[]string{"--tag", "k:v|#x"}, "--tag"},
+		{[]string{"--tag", "k:a\nb"}, "--tag"},
+		{[]string{"--tag", "a:b,c"}, "--tag"},
+		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--log-format", "xml"}, "--log-format"},
+		{[]string{"--no-such-flag"}, "no-such-flag"},
+		{[]string{"stray"}, "stray"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := Run(ctx, tc.args, noEnv, io.Discard, io.Discard)
+		cancel()
+		var ue *UsageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Run(%q) = %v; want a one-line usage error naming %s", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestMainExitCodes(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"--output", "bogus"}, io.Discard, &stderr); code != 2 {
+		t.Errorf("bad flag: exit %d, want 2", code)
+	}
+	if !strings.HasPrefix(stderr.String(), "bpfstatd: invalid --output") {
+		t.Errorf("stderr %q", stderr.String())
+	}
+	stderr.Reset()
+	if code := Main(context.Background(), []string{"--help"}, io.Discard, &stderr); code != 0 || !strings.Contains(stderr.String(), "--flush-interval") {
+		t.Errorf("--help: exit %d, output %q", code, stderr.String())
+	}
+}
+
+// TestEnvironment sets flags from BPFSTATD_* unless given on the command
+// line, and rejects a bad value naming the variable.
+func TestEnvironment(t *testing.T) {
+	env := map[string]string{"BPFSTATD_FLUSH_INTERVAL": "5s", "BPFSTATD_OUTPUT": "udp://127.0.0.1:9125", "BPFSTATD_TAG": "env:prod,team:obs"}
+	cfg, err := parseConfig([]string{"--flush-interval", "2s"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.FlushInterval != 2*time.Second || cfg.Output.String() != "udp://127.0.0.1:9125" || strings.Join(cfg.Tags, ",") != "env:prod,team:obs" {
+		t.Errorf("config %+v", cfg)
+	}
+	env["BPFSTATD_POLL"] = "fast"
+	_, err = parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "BPFSTATD_POLL") {
+		t.Errorf("bad environment value: %v", err)
+	}
+}
+
+func TestParseOutput(t *testing.T) {
+	for in, want := range map[string]string{
+		"stdout":               "stdout",
+		"-":                    "stdout",
+		"udp://127.0.0.1:8125": "udp://127.0.0.1:8125",
+		"udp://[::1]:8125":     "udp://[::1]:8125",
+		"udp://localhost:1":    "udp://localhost:1",
+	} {
+		o, err := ParseOutput(in)
+		if err != nil || o.String() != want {
+			t.Errorf("ParseOutput(%q) = %v, %v; want %s", in, o, err, want)
+		}
+	}
+}

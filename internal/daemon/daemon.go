@@ -1,0 +1,107 @@
+// Package daemon is bpfstatd's runtime: it parses the configuration, checks
+// the kernel, loads and attaches the programs, drains their ring buffers
+// into the aggregator, and ships metrics every flush interval until its
+// context ends, when it detaches everything and ships what is left.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/bpfstatd/bpfstatd/bpf"
+	"github.com/bpfstatd/bpfstatd/ringbuf"
+)
+
+// Main runs the daemon with args and returns the process exit code: 0 after
+// a clean shutdown, 2 for a usage error, 1 for any other failure, which it
+// reports on stderr in one line.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := Run(ctx, args, os.Getenv, stdout, stderr)
+	switch {
+	case err == nil || errors.Is(err, errHelp):
+		return 0
+	case errors.As(err, new(*UsageError)):
+		fmt.Fprintf(stderr, "bpfstatd: %v\nRun 'bpfstatd --help' for usage.\n", err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "bpfstatd: %v\n", err)
+		return 1
+	}
+}
+
+// Run parses args (with defaults from getenv), then runs the daemon until
+// ctx is done. Nothing is loaded into the kernel unless the configuration
+// is valid.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err := bpf.CheckSupport(bpf.KernelBTFPath); err != nil {
+		return err
+	}
+	out, err := cfg.Output.open(stdout)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	p, err := newPipeline(out, cfg)
+	if err != nil {
+		return err
+	}
+	return runExec(ctx, cfg, p, log)
+}
+
+// runExec loads the exec collector, drains it into p until ctx is done,
+// and ships a last time after detaching.
+func runExec(ctx context.Context, cfg Config, p *pipeline, log *slog.Logger) (err error) {
+	exec, err := bpf.LoadExec(bpf.RingOptions{Size: cfg.RingSize, WakeupBytes: cfg.WakeupBytes})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, exec.Close()) }()
+	drain, err := ringbuf.NewDrainer(exec.Events(), bpf.DecodeExec, ringbuf.DrainOptions{Poll: cfg.Poll})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, drain.Close()) }()
+	if err := exec.Attach(); err != nil {
+		return err
+	}
+	log.Info("bpfstatd started", "output", cfg.Output.String(), "flush_interval", cfg.FlushInterval, "collectors", "exec")
+
+	drainCtx, stopDrain := context.WithCancel(context.Background())
+	defer stopDrain()
+	var wg sync.WaitGroup
+	var drainErr error
+	wg.Go(func() { drainErr = drain.Run(drainCtx, p.addExec) })
+
+	tick := time.NewTicker(cfg.FlushInterval)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+			continue
+		case <-tick.C:
+		}
+		if err := p.flush(exec, drain); err != nil {
+			log.Warn("ship metrics", "err", err)
+		}
+	}
+	// Stop intake, read everything the kernel queued, and ship it.
+	err = exec.Detach()
+	stopDrain()
+	wg.Wait()
+	if ferr := p.flush(exec, drain); ferr != nil {
+		log.Warn("ship metrics", "err", ferr)
+	}
+	log.Info("bpfstatd stopped", "records", drain.Stats().Records)
+	return errors.Join(err, drainErr)
+}
