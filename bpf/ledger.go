@@ -6,10 +6,10 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// Ledger is a program's drop ledger summed over all CPUs. For a ring-buffer
-// program, Seen == Emitted + RingFull + SampledOut holds exactly once the
-// program is detached; while it runs, a read may catch an event between its
-// counts.
+// Ledger is one program's drop ledger summed over all CPUs. For a
+// ring-buffer program, Seen == Emitted + RingFull + SampledOut holds exactly
+// once the program is detached; while it runs, a read may catch an event
+// between its counts.
 type Ledger struct {
 	Seen       uint64 // events the program was called for
 	Emitted    uint64 // records submitted to the ring buffer
@@ -20,18 +20,21 @@ type Ledger struct {
 // Lost returns the events that produced no record.
 func (l Ledger) Lost() uint64 { return l.RingFull + l.SampledOut }
 
-// ledgerSlots mirrors enum ledger_slot in include/record.h.
+// Balanced reports whether every event seen is accounted for.
+func (l Ledger) Balanced() bool { return l.Seen == l.Emitted+l.RingFull+l.SampledOut }
+
+// ledgerSlots mirrors LEDGER_SLOTS in include/record.h.
 const ledgerSlots = 4
 
-// readLedger sums a per-CPU array of ledgerSlots counters.
-func readLedger(m *ebpf.Map) (Ledger, error) {
+// readLedger sums program p's slots of a per-CPU ledger array.
+func readLedger(m *ebpf.Map, p Program, perCPU *[]uint64) (Ledger, error) {
 	var sums [ledgerSlots]uint64
-	var perCPU []uint64
 	for slot := range uint32(ledgerSlots) {
-		if err := m.Lookup(slot, &perCPU); err != nil {
-			return Ledger{}, fmt.Errorf("read ledger slot %d: %w", slot, err)
+		key := uint32(p)*ledgerSlots + slot
+		if err := m.Lookup(key, perCPU); err != nil {
+			return Ledger{}, fmt.Errorf("read %s ledger slot %d: %w", p, slot, err)
 		}
-		for _, n := range perCPU {
+		for _, n := range *perCPU {
 			sums[slot] += n
 		}
 	}

@@ -48,10 +48,16 @@ enum {
 
 #define TASK_COMM_LEN 16
 
+struct signal_struct {
+	int group_exit_code;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	pid_t pid;
 	pid_t tgid;
+	int exit_code;
 	char comm[TASK_COMM_LEN];
+	struct signal_struct *signal;
 } __attribute__((preserve_access_index));
 
 struct linux_binprm;

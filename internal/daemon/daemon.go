@@ -56,32 +56,38 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	return runExec(ctx, cfg, p, log)
+	return runCollectors(ctx, cfg, p, log)
 }
 
-// runExec loads the exec collector, drains it into p until ctx is done,
-// and ships a last time after detaching.
-func runExec(ctx context.Context, cfg Config, p *pipeline, log *slog.Logger) (err error) {
-	exec, err := bpf.LoadExec(bpf.RingOptions{Size: cfg.RingSize, WakeupBytes: cfg.WakeupBytes})
+// runCollectors loads the collectors, drains their ring into p until ctx
+// is done, and ships a last time after detaching.
+func runCollectors(ctx context.Context, cfg Config, p *pipeline, log *slog.Logger) (err error) {
+	sh, err := bpf.NewShared(bpf.RingOptions{Size: cfg.RingSize, WakeupBytes: cfg.WakeupBytes})
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, exec.Close()) }()
-	drain, err := ringbuf.NewDrainer(exec.Events(), bpf.DecodeExec, ringbuf.DrainOptions{Poll: cfg.Poll})
+	defer func() { err = errors.Join(err, sh.Close()) }()
+	proc, err := bpf.LoadProcess(sh)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, proc.Close()) }()
+	sh.ReleaseBTF()
+	drain, err := ringbuf.NewDrainer(sh.Events(), bpf.DecodeRecord, ringbuf.DrainOptions{Poll: cfg.Poll})
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, drain.Close()) }()
-	if err := exec.Attach(); err != nil {
+	if err := proc.Attach(); err != nil {
 		return err
 	}
-	log.Info("bpfstatd started", "output", cfg.Output.String(), "flush_interval", cfg.FlushInterval, "collectors", "exec")
+	log.Info("bpfstatd started", "output", cfg.Output.String(), "flush_interval", cfg.FlushInterval.String(), "collectors", proc.Name())
 
 	drainCtx, stopDrain := context.WithCancel(context.Background())
 	defer stopDrain()
 	var wg sync.WaitGroup
 	var drainErr error
-	wg.Go(func() { drainErr = drain.Run(drainCtx, p.addExec) })
+	wg.Go(func() { drainErr = drain.Run(drainCtx, p.add) })
 
 	tick := time.NewTicker(cfg.FlushInterval)
 	defer tick.Stop()
@@ -91,15 +97,15 @@ func runExec(ctx context.Context, cfg Config, p *pipeline, log *slog.Logger) (er
 			continue
 		case <-tick.C:
 		}
-		if err := p.flush(exec, drain); err != nil {
+		if err := p.flush(sh, drain); err != nil {
 			log.Warn("ship metrics", "err", err)
 		}
 	}
 	// Stop intake, read everything the kernel queued, and ship it.
-	err = exec.Detach()
+	err = proc.Detach()
 	stopDrain()
 	wg.Wait()
-	if ferr := p.flush(exec, drain); ferr != nil {
+	if ferr := p.flush(sh, drain); ferr != nil {
 		log.Warn("ship metrics", "err", ferr)
 	}
 	log.Info("bpfstatd stopped", "records", drain.Stats().Records)

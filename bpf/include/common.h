@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * What every bpfstatd program shares: the ring buffer of discrete events
+ * and the drop ledger (one of each for all collectors: the loader hands the
+ * same maps to every object), the wakeup policy, and the sampling knob.
+ */
+#ifndef BPFSTATD_COMMON_H
+#define BPFSTATD_COMMON_H
+
+#include "kernel.h"
+#include <bpf/bpf_helpers.h>
+#include "record.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set by the loader: bytes queued in the ring past which a submit wakes the
+ * reader. Below it, records go without a wakeup and the reader's timer
+ * collects them. */
+volatile const __u64 wakeup_bytes = 64 * 1024;
+
+/* Changed at run time by the daemon: each CPU keeps one event in
+ * sample_rate of each program (deterministically, by its seen count). */
+volatile __u32 sample_rate = 1;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024); /* resized by the loader */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PROG_MAX * LEDGER_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} ledger SEC(".maps");
+
+/* ledger_add counts one event in a program's slot and returns the new
+ * per-CPU count (0 if the slot is missing, which cannot happen). */
+static __always_inline __u64 ledger_add(__u32 prog, __u32 slot)
+{
+	__u32 key = prog * LEDGER_SLOTS + slot;
+	__u64 *n = bpf_map_lookup_elem(&ledger, &key);
+
+	if (!n)
+		return 0;
+	*n += 1; /* per-CPU slot: no other writer */
+	return *n;
+}
+
+/* record_reserve counts an event for prog and, unless sampling skips it or
+ * the ring is full (each counted too), reserves a record of the given type
+ * and fills its header. A non-NULL result must go to record_submit. */
+#define record_reserve(prog, kind, type) ((type *)reserve_record((prog), (kind), sizeof(type)))
+
+static __always_inline void *reserve_record(__u32 prog, __u32 kind, __u64 size)
+{
+	__u32 rate = sample_rate;
+	__u64 seen = ledger_add(prog, LEDGER_SEEN);
+	struct record_header *h;
+
+	if (rate > 1 && seen % rate != 0) {
+		ledger_add(prog, LEDGER_SAMPLED_OUT);
+		return NULL;
+	}
+	h = bpf_ringbuf_reserve(&events, size, 0);
+	if (!h) {
+		ledger_add(prog, LEDGER_RING_FULL);
+		return NULL;
+	}
+	h->kind = kind;
+	h->rate = rate > 1 ? rate : 1;
+	h->ts_ns = bpf_ktime_get_ns();
+	return h;
+}
+
+static __always_inline void record_submit(__u32 prog, void *r)
+{
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+			      ? BPF_RB_FORCE_WAKEUP
+			      : BPF_RB_NO_WAKEUP;
+
+	bpf_ringbuf_submit(r, flags);
+	ledger_add(prog, LEDGER_EMITTED);
+}
+
+#endif /* BPFSTATD_COMMON_H */

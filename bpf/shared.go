@@ -1,0 +1,137 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+)
+
+// RingOptions size the BPF ring buffer and set when its submits wake the
+// reader. The zero value gives the defaults.
+type RingOptions struct {
+	// Size of the ring in bytes: a power of two and a multiple of the page
+	// size. Zero means [DefaultRingSize].
+	Size uint32
+	// WakeupBytes is how many queued bytes make a submit wake the reader;
+	// below it, records are submitted with BPF_RB_NO_WAKEUP and wait for the
+	// reader's timer. Zero means a quarter of Size; 1 wakes on every record.
+	WakeupBytes uint64
+}
+
+// DefaultRingSize is the ring size used when [RingOptions.Size] is zero.
+const DefaultRingSize = 256 << 10
+
+func (o RingOptions) withDefaults() (RingOptions, error) {
+	if o.Size == 0 {
+		o.Size = DefaultRingSize
+	}
+	page := uint32(os.Getpagesize())
+	if o.Size&(o.Size-1) != 0 || o.Size%page != 0 {
+		return o, fmt.Errorf("ring size %d is not a power of two multiple of the page size %d", o.Size, page)
+	}
+	if o.WakeupBytes == 0 {
+		o.WakeupBytes = uint64(o.Size / 4)
+	}
+	return o, nil
+}
+
+// Shared holds what all collectors share: the ring buffer of discrete
+// events, the drop ledger, and the kernel BTF while collectors load. Load
+// every collector, then call [Shared.ReleaseBTF] (the BTF costs tens of MB).
+// Its methods may be called from any goroutine except Close.
+type Shared struct {
+	events, ledger *ebpf.Map
+	wakeupBytes    uint64
+	btf            *btf.Cache
+}
+
+// NewShared creates the shared maps.
+func NewShared(ring RingOptions) (*Shared, error) {
+	ring, err := ring.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("create shared maps: %w", err)
+	}
+	events, err := ebpf.NewMap(&ebpf.MapSpec{Name: "events", Type: ebpf.RingBuf, MaxEntries: ring.Size})
+	if err != nil {
+		return nil, fmt.Errorf("create ring buffer: %w", err)
+	}
+	ledger, err := ebpf.NewMap(&ebpf.MapSpec{
+		Name: "ledger", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: numPrograms * ledgerSlots,
+	})
+	if err != nil {
+		events.Close()
+		return nil, fmt.Errorf("create drop ledger: %w", err)
+	}
+	return &Shared{events: events, ledger: ledger, wakeupBytes: ring.WakeupBytes, btf: btf.NewCache()}, nil
+}
+
+// Events returns the ring buffer, for a reader.
+func (s *Shared) Events() *ebpf.Map { return s.events }
+
+// Ledger reads program p's drop ledger, summed over CPUs.
+func (s *Shared) Ledger(p Program) (Ledger, error) {
+	var perCPU []uint64
+	return readLedger(s.ledger, p, &perCPU)
+}
+
+// Ledgers reads every program's drop ledger, indexed by [Program].
+func (s *Shared) Ledgers() ([]Ledger, error) {
+	var perCPU []uint64
+	all := make([]Ledger, numPrograms)
+	for p := range Program(numPrograms) {
+		l, err := readLedger(s.ledger, p, &perCPU)
+		if err != nil {
+			return nil, err
+		}
+		all[p] = l
+	}
+	return all, nil
+}
+
+// ReleaseBTF drops the kernel BTF parsed while loading collectors.
+func (s *Shared) ReleaseBTF() { s.btf = nil }
+
+// Close releases the shared maps; collectors keep their own references.
+func (s *Shared) Close() error {
+	return errors.Join(s.events.Close(), s.ledger.Close())
+}
+
+// load loads a collector's objects from spec into to, handing it the shared
+// maps and setting the wakeup threshold.
+func (s *Shared) load(name string, spec *ebpf.CollectionSpec, to any) error {
+	repl := make(map[string]*ebpf.Map, 2)
+	if m, ok := spec.Maps["events"]; ok {
+		m.MaxEntries = s.events.MaxEntries()
+		repl["events"] = s.events
+	}
+	if _, ok := spec.Maps["ledger"]; ok {
+		repl["ledger"] = s.ledger
+	}
+	if v, ok := spec.Variables["wakeup_bytes"]; ok {
+		if err := v.Set(s.wakeupBytes); err != nil {
+			return fmt.Errorf("load %s collector: set wakeup threshold: %w", name, err)
+		}
+	}
+	cache := s.btf
+	if cache == nil {
+		cache = btf.NewCache()
+	}
+	err := spec.LoadAndAssign(to, &ebpf.CollectionOptions{MapReplacements: repl, Cache: cache})
+	if err != nil {
+		return fmt.Errorf("load %s collector: %w", name, verifierDetail(err))
+	}
+	return nil
+}
+
+// verifierDetail keeps the tail of a verifier log in the error, where the
+// reason for a rejection is.
+func verifierDetail(err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("%w\n%+3v", err, ve)
+	}
+	return err
+}
