@@ -48,3 +48,6 @@ func (p *Process) SetSampleRate(n uint32) error {
 func (p *Process) Close() error {
 	return errors.Join(p.Detach(), p.objs.Close())
 }
+
+// Programs returns the ledger ids of the collector's programs.
+func (p *Process) Programs() []Program { return []Program{ProgExec, ProgExit, ProgFork} }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -20,13 +21,15 @@ import (
 type Server struct {
 	ln       *net.UnixListener
 	path     string
-	snapshot func() Snapshot
+	snapshot atomic.Pointer[func() Snapshot]
 	wg       sync.WaitGroup
 }
 
 // Listen creates the socket at path, creating its directory if needed. A
 // stale socket left by a daemon that died is replaced; a live one is an
-// error. snapshot is called from the server's goroutines, once per query.
+// error. snapshot is called from the server's goroutines, once per query;
+// it may be nil until [Server.SetSnapshot] is called, which lets a daemon
+// claim its socket before it loads anything.
 func Listen(path string, snapshot func() Snapshot) (*Server, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create admin socket directory: %w", err)
@@ -50,7 +53,17 @@ func Listen(path string, snapshot func() Snapshot) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("restrict admin socket: %w", err)
 	}
-	return &Server{ln: ln, path: path, snapshot: snapshot}, nil
+	s := &Server{ln: ln, path: path}
+	s.SetSnapshot(snapshot)
+	return s, nil
+}
+
+// SetSnapshot sets the function that answers queries. It may be called
+// from any goroutine.
+func (s *Server) SetSnapshot(snapshot func() Snapshot) {
+	if snapshot != nil {
+		s.snapshot.Store(&snapshot)
+	}
 }
 
 // Serve answers queries until ctx is done, then closes the socket and
@@ -89,10 +102,11 @@ func (s *Server) Close() error {
 func (s *Server) answer(c *net.UnixConn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if !allowed(c) {
+	snap := s.snapshot.Load()
+	if !allowed(c) || snap == nil {
 		return
 	}
-	json.NewEncoder(c).Encode(s.snapshot())
+	json.NewEncoder(c).Encode((*snap)())
 }
 
 // allowed accepts root and the daemon's own user.

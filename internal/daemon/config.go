@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/bpfstatd/bpfstatd/bpf"
+	"github.com/bpfstatd/bpfstatd/internal/admin"
 	"github.com/bpfstatd/bpfstatd/shipper"
 )
 
@@ -30,7 +31,23 @@ type Config struct {
 	Poll          time.Duration
 	LogLevel      string
 	LogFormat     string
+	AdminSocket   string
+	// MaxKernelDropRatio is the share of kernel events lost (ring full) in
+	// an interval above which the daemon reports itself unhealthy.
+	MaxKernelDropRatio float64
+	// KeepCaps keeps every capability after start-up (for debugging).
+	KeepCaps bool
+	Query    Query
 }
+
+// Query is a question for a running daemon, asked instead of running one.
+type Query struct {
+	Status, Drops, Health bool
+	JSON, Watch           bool
+}
+
+// any reports whether a query was asked for.
+func (q Query) any() bool { return q.Status || q.Drops || q.Health }
 
 // UsageError is a problem with the command line; the process exits with 2.
 type UsageError struct{ Err error }
@@ -65,6 +82,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.DurationVar(&cfg.Poll, "poll", 10*time.Millisecond, "how often the reader drains the kernel ring without a wakeup")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
+	fs.StringVar(&cfg.AdminSocket, "admin-socket", admin.DefaultSocket, "Unix socket where the daemon answers --status, --drops and --health (root only)")
+	fs.Float64Var(&cfg.MaxKernelDropRatio, "health-max-kernel-drops", 0.05, "share of kernel events lost to a full ring, in one interval, above which the daemon is unhealthy")
+	fs.BoolVar(&cfg.KeepCaps, "keep-capabilities", false, "keep every capability after start-up instead of only CAP_BPF and CAP_NET_ADMIN")
+	fs.BoolVar(&cfg.Query.Status, "status", false, "print the running daemon's status and exit")
+	fs.BoolVar(&cfg.Query.Drops, "drops", false, "print the running daemon's drop ledger and exit")
+	fs.BoolVar(&cfg.Query.Health, "health", false, "exit 0 if the running daemon is healthy, 1 with the reason if not")
+	fs.BoolVar(&cfg.Query.JSON, "json", false, "with --status, --drops or --health: print JSON")
+	fs.BoolVar(&cfg.Query.Watch, "watch", false, "with --status or --drops: refresh every second until interrupted")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: bpfstatd [flags]\n\nbpfstatd counts host events with eBPF and ships them as DogStatsD metrics.\nEvery flag can also be set as %s<NAME>, e.g. %sFLUSH_INTERVAL=5s.\n\nFlags:\n%s", EnvPrefix, EnvPrefix, fs.FlagUsages())
 	}
@@ -126,6 +151,18 @@ func (c Config) validate() error {
 		if err := checkTag(t); err != nil {
 			return usagef("invalid --tag %q: %w", t, err)
 		}
+	}
+	if c.MaxKernelDropRatio < 0 || c.MaxKernelDropRatio > 1 {
+		return usagef("invalid --health-max-kernel-drops %v: must be between 0 and 1", c.MaxKernelDropRatio)
+	}
+	if c.AdminSocket == "" {
+		return usagef("invalid --admin-socket: empty path")
+	}
+	if (c.Query.JSON || c.Query.Watch) && !c.Query.any() {
+		return usagef("--json and --watch go with --status, --drops or --health")
+	}
+	if c.Query.Watch && c.Query.Health {
+		return usagef("--watch does not go with --health, which answers once for a probe")
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return usagef("invalid --log-level: %w", err)

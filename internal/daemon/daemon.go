@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bpfstatd/bpfstatd/bpf"
+	"github.com/bpfstatd/bpfstatd/internal/admin"
 	"github.com/bpfstatd/bpfstatd/ringbuf"
 )
 
@@ -26,6 +27,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err == nil || errors.Is(err, errHelp):
 		return 0
+	case errors.Is(err, errUnhealthy):
+		return 1
 	case errors.As(err, new(*UsageError)):
 		fmt.Fprintf(stderr, "bpfstatd: %v\nRun 'bpfstatd --help' for usage.\n", err)
 		return 2
@@ -42,6 +45,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.Query.any() {
+		return runQuery(ctx, cfg, stdout)
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err := bpf.CheckSupport(bpf.KernelBTFPath); err != nil {
@@ -62,6 +68,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // runCollectors loads the collectors, drains their ring into p until ctx
 // is done, and ships a last time after detaching.
 func runCollectors(ctx context.Context, cfg Config, p *pipeline, log *slog.Logger) (err error) {
+	srv, err := admin.Listen(cfg.AdminSocket, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, srv.Close()) }()
 	sh, err := bpf.NewShared(bpf.RingOptions{Size: cfg.RingSize, WakeupBytes: cfg.WakeupBytes})
 	if err != nil {
 		return err
@@ -73,6 +84,7 @@ func runCollectors(ctx context.Context, cfg Config, p *pipeline, log *slog.Logge
 	}
 	defer func() { err = errors.Join(err, proc.Close()) }()
 	sh.ReleaseBTF()
+	collectors := []bpf.Collector{proc}
 	drain, err := ringbuf.NewDrainer(sh.Events(), bpf.DecodeRecord, ringbuf.DrainOptions{Poll: cfg.Poll})
 	if err != nil {
 		return err
@@ -81,14 +93,31 @@ func runCollectors(ctx context.Context, cfg Config, p *pipeline, log *slog.Logge
 	if err := proc.Attach(); err != nil {
 		return err
 	}
-	log.Info("bpfstatd started", "output", cfg.Output.String(), "flush_interval", cfg.FlushInterval.String(), "collectors", proc.Name())
+	if !cfg.KeepCaps {
+		if err := dropCapabilities(runtimeCaps); err != nil {
+			log.Warn("capabilities not dropped", "err", err)
+		}
+	}
+	st := newStatus(cfg, collectors)
+	srv.SetSnapshot(st.snapshot)
+	log.Info("bpfstatd started", "output", cfg.Output.String(), "flush_interval", cfg.FlushInterval.String(),
+		"collectors", proc.Name(), "admin_socket", srv.Path())
 
-	drainCtx, stopDrain := context.WithCancel(context.Background())
-	defer stopDrain()
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
 	var wg sync.WaitGroup
-	var drainErr error
-	wg.Go(func() { drainErr = drain.Run(drainCtx, p.add) })
+	var drainErr, adminErr error
+	wg.Go(func() { drainErr = drain.Run(bg, p.add) })
+	wg.Go(func() { adminErr = srv.Serve(bg) })
 
+	flush := func() {
+		if err := p.flush(sh, drain); err != nil {
+			log.Warn("ship metrics", "err", err)
+		}
+		if ledgers, err := sh.Ledgers(); err == nil {
+			st.update(ledgers, drain.Stats(), p.packer.Dropped)
+		}
+	}
 	tick := time.NewTicker(cfg.FlushInterval)
 	defer tick.Stop()
 	for ctx.Err() == nil {
@@ -97,17 +126,13 @@ func runCollectors(ctx context.Context, cfg Config, p *pipeline, log *slog.Logge
 			continue
 		case <-tick.C:
 		}
-		if err := p.flush(sh, drain); err != nil {
-			log.Warn("ship metrics", "err", err)
-		}
+		flush()
 	}
 	// Stop intake, read everything the kernel queued, and ship it.
 	err = proc.Detach()
-	stopDrain()
+	stopBG()
 	wg.Wait()
-	if ferr := p.flush(sh, drain); ferr != nil {
-		log.Warn("ship metrics", "err", ferr)
-	}
+	flush()
 	log.Info("bpfstatd stopped", "records", drain.Stats().Records)
-	return errors.Join(err, drainErr)
+	return errors.Join(err, drainErr, adminErr)
 }
