@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
@@ -49,7 +50,7 @@ func CheckSupport(btfPath string) error {
 }
 
 // checkCapabilities fails unless the effective set holds CAP_SYS_ADMIN, or
-// both CAP_BPF and CAP_PERFMON.
+// both CAP_BPF and CAP_PERFMON. The error names the ones that are missing.
 func checkCapabilities() error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
@@ -57,8 +58,19 @@ func checkCapabilities() error {
 		return fmt.Errorf("read process capabilities: %w", err)
 	}
 	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
-	if has(unix.CAP_SYS_ADMIN) || (has(capBPF) && has(capPerfmon)) {
+	if has(unix.CAP_SYS_ADMIN) {
 		return nil
 	}
-	return fmt.Errorf("bpfstatd must run as root, or with the capabilities CAP_BPF and CAP_PERFMON, to load eBPF programs: %w", ErrPrivilege)
+	var missing []string
+	if !has(capBPF) {
+		missing = append(missing, "CAP_BPF")
+	}
+	if !has(capPerfmon) {
+		missing = append(missing, "CAP_PERFMON")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("bpfstatd lacks %s: it must run as root, or with the capabilities CAP_BPF and CAP_PERFMON, to load eBPF programs: %w",
+		strings.Join(missing, " and "), ErrPrivilege)
 }
