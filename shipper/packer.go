@@ -1,102 +1,315 @@
 package shipper
 
-import (
-	"errors"
-	"fmt"
-	"io"
-	"strconv"
-)
+import "fmt"
 
 // Payload limits for one datagram.
 const (
 	// UDPPayload fits an IPv4 UDP datagram into a 1500-byte MTU.
 	UDPPayload = 1432
+	// UDPPayloadIPv6 fits an IPv6 UDP datagram into the minimum IPv6 MTU
+	// path (1280 bytes) with room to spare.
+	UDPPayloadIPv6 = 1232
+	// UnixgramPayload is the usual limit of a receiver on a Unix datagram
+	// socket, such as the Datadog agent's.
+	UnixgramPayload = 8192
 	// MinPayload is the smallest payload a Packer accepts.
 	MinPayload = 64
 )
 
-// ErrLineTooLong reports a line that does not fit in one datagram.
-var ErrLineTooLong = errors.New("line longer than the payload limit")
-
-// Packer packs newline-terminated StatsD lines into datagrams of at most a
-// payload limit, never splitting a line, and writes each datagram with one
-// Write call. It is not safe for concurrent use.
-type Packer struct {
-	w     io.Writer
-	limit int
-	buf   []byte
-	line  []byte
-
-	// Datagrams and Lines count what was written; Dropped counts lines that
-	// were lost, to an error or for being too long.
-	Datagrams, Lines, Dropped uint64
+// PackerOptions configure a [Packer]. The zero value works.
+type PackerOptions struct {
+	// Dialect is the receiver's flavour of StatsD; the zero value is
+	// DogStatsD.
+	Dialect Dialect
+	// MaxPayload is the largest datagram in bytes; zero means [UDPPayload].
+	MaxPayload int
 }
 
-// NewPacker returns a Packer writing datagrams of at most limit bytes to w.
-func NewPacker(w io.Writer, limit int) (*Packer, error) {
+// PackerStats count what a [Packer] produced.
+type PackerStats struct {
+	Lines     uint64 // lines in datagrams handed to the sink
+	Datagrams uint64 // datagrams handed to the sink
+	Bytes     uint64 // payload bytes handed to the sink
+	// TooLong counts lines dropped for being longer than a whole datagram.
+	TooLong uint64
+}
+
+// Packer writes aggregated series as "\n"-terminated lines of its
+// [Dialect] into datagrams of at most the payload limit, never splitting a
+// line, one open datagram per [Priority] so that a datagram carries lines
+// of one priority only. Full datagrams go to its [Sink].
+//
+// A Packer is not safe for concurrent use; [Aggregator.Flush] and
+// [Packer.Flush] drive it from one goroutine.
+type Packer struct {
+	d     *dialectSpec
+	limit int
+	sink  Sink
+	pool  *bufPool
+	open  [numPriorities]*buffer
+	lines [numPriorities]int
+	gen   uint64
+	stats PackerStats
+
+	lines2 []lineParts // rendered heads and tails, by Key
+	ws     []weighted  // bucket scratch
+	vs     []float64   // value scratch
+	unit   []byte      // type and rate written after each value (multiRepeat)
+	end    []byte      // what ends a line after its values
+}
+
+// NewPacker returns a Packer handing datagrams to sink.
+func NewPacker(sink Sink, opts PackerOptions) (*Packer, error) {
+	limit := opts.MaxPayload
+	if limit == 0 {
+		limit = UDPPayload
+	}
 	if limit < MinPayload {
 		return nil, fmt.Errorf("create packer: payload limit %d is below %d bytes", limit, MinPayload)
 	}
-	return &Packer{w: w, limit: limit, buf: make([]byte, 0, limit), line: make([]byte, 0, 256)}, nil
+	if opts.Dialect >= numDialects {
+		return nil, fmt.Errorf("create packer: unknown dialect %d", opts.Dialect)
+	}
+	return &Packer{d: &dialects[opts.Dialect], limit: limit, sink: sink, pool: newBufPool(limit), gen: 1}, nil
 }
 
-// Counter packs the line "name:value|c" with the given tags, which must
-// already be sanitised; tags may be empty.
-func (p *Packer) Counter(name string, value int64, tags ...string) error {
-	l := append(p.line[:0], name...)
-	l = append(l, ':')
-	l = strconv.AppendInt(l, value, 10)
-	l = append(l, "|c"...)
-	for i, t := range tags {
-		if i == 0 {
-			l = append(l, "|#"...)
-		} else {
-			l = append(l, ',')
+// Limit returns the payload limit in bytes.
+func (p *Packer) Limit() int { return p.limit }
+
+// Stats returns what the packer produced so far.
+func (p *Packer) Stats() PackerStats { return p.stats }
+
+// Flush hands every open datagram to the sink, critical first, marks the
+// last one, and starts the next flush generation.
+func (p *Packer) Flush() {
+	last := -1
+	for c := numPriorities - 1; c >= 0; c-- {
+		if p.open[c] != nil && len(p.open[c].b) > 0 {
+			last = c
 		}
-		l = append(l, t...)
 	}
-	l = append(l, '\n')
-	p.line = l
-	return p.add(l)
+	for c := numPriorities - 1; c >= 0; c-- {
+		if p.open[c] != nil && len(p.open[c].b) > 0 {
+			p.ship(c, c == last)
+		}
+	}
+	p.gen++
 }
 
-// add appends one whole line, first writing out the datagram in progress if
-// the line does not fit in it.
-func (p *Packer) add(line []byte) error {
-	if len(line) > p.limit {
-		p.Dropped++
-		return fmt.Errorf("pack %q: %w", line[:min(len(line), 40)], ErrLineTooLong)
-	}
-	var err error
-	if len(p.buf)+len(line) > p.limit {
-		err = p.Flush()
-	}
-	p.buf = append(p.buf, line...)
-	p.Lines++
-	return err
+// ship hands the open datagram of class c to the sink.
+func (p *Packer) ship(c int, last bool) {
+	b := p.open[c]
+	p.open[c] = nil
+	p.stats.Datagrams++
+	p.stats.Lines += uint64(p.lines[c])
+	p.stats.Bytes += uint64(len(b.b))
+	d := Datagram{buf: b, Lines: p.lines[c], Priority: Priority(c - 1), Gen: p.gen, Last: last}
+	p.lines[c] = 0
+	p.sink.Ship(d)
 }
 
-// Flush writes the datagram in progress, if any.
-func (p *Packer) Flush() error {
-	if len(p.buf) == 0 {
-		return nil
+// begin returns the open datagram of class c, to append a line to.
+func (p *Packer) begin(c int) []byte {
+	if p.open[c] == nil {
+		p.openBuf(c)
 	}
-	_, err := p.w.Write(p.buf)
-	if err != nil {
-		p.Dropped += uint64(countLines(p.buf))
-		err = fmt.Errorf("write datagram: %w", err)
+	return p.open[c].b
+}
+
+func (p *Packer) openBuf(c int) *buffer {
+	p.open[c] = p.pool.get()
+	return p.open[c]
+}
+
+// commit takes the lines appended at b[start:] into the open datagram of
+// class c. If they overflow it, they move to a new datagram and the old one
+// ships; if they are longer than a whole datagram, they are dropped.
+func (p *Packer) commit(c int, b []byte, start, lines int) {
+	if len(b) <= p.limit {
+		p.open[c].b = b
+		p.lines[c] += lines
+		return
+	}
+	p.spill(c, b, start, lines)
+}
+
+// spill handles lines that overflow the open datagram of class c.
+func (p *Packer) spill(c int, b []byte, start, lines int) {
+	p.open[c].b = b[:start]
+	if len(b)-start > p.limit {
+		p.stats.TooLong += uint64(lines)
+		return
+	}
+	nb := p.pool.get()
+	nb.b = append(nb.b, b[start:]...)
+	p.ship(c, false)
+	p.open[c] = nb
+	p.lines[c] = lines
+}
+
+// appendHead appends the metric name, with tags for tagsInName, and ':'.
+func (p *Packer) appendHead(b []byte, s *series) []byte {
+	b = append(b, s.m.name...)
+	if p.d.tags == tagsInName && s.tags != "" {
+		b = append(b, ',')
+		for i := 0; i < len(s.tags); i++ {
+			c := s.tags[i]
+			if c == ':' {
+				c = '='
+			}
+			b = append(b, c)
+		}
+	}
+	return append(b, ':')
+}
+
+// appendEnd appends what follows the value of a one-value line: type,
+// rate (empty or "|@r"), tags for tagsSuffix, and '\n'.
+func (p *Packer) appendEnd(b []byte, s *series, typ string, rate []byte) []byte {
+	b = append(b, typ...)
+	b = append(b, rate...)
+	if p.d.tags == tagsSuffix && s.tags != "" {
+		b = append(b, "|#"...)
+		b = append(b, s.tags...)
+	}
+	return append(b, '\n')
+}
+
+// lineParts are the fixed parts of a one-value line of a series: what
+// comes before the value and what comes after it, and its priority class.
+type lineParts struct {
+	head, tail string
+	class      int
+}
+
+// parts returns the rendered parts of series k, rendering them the first
+// time.
+func (p *Packer) parts(k Key, s *series) *lineParts {
+	if int(k) < len(p.lines2) && p.lines2[k].head != "" {
+		return &p.lines2[k]
+	}
+	return p.render(k, s)
+}
+
+func (p *Packer) render(k Key, s *series) *lineParts {
+	for int(k) >= len(p.lines2) {
+		p.lines2 = append(p.lines2, lineParts{})
+	}
+	var b []byte
+	b = p.appendHead(b, s)
+	n := len(b)
+	b = p.appendEnd(b, s, p.d.types[s.m.kind], nil)
+	all := string(b)
+	p.lines2[k] = lineParts{head: all[:n], tail: all[n:], class: s.m.prio.class()}
+	return &p.lines2[k]
+}
+
+// counter packs "name:v|c".
+func (p *Packer) counter(k Key, s *series, v int64) {
+	lp := p.parts(k, s)
+	c := lp.class
+	buf := p.open[c]
+	if buf == nil {
+		buf = p.openBuf(c)
+	}
+	b := buf.b
+	start := len(b)
+	b = append(b, lp.head...)
+	b = appendInt(b, v)
+	b = append(b, lp.tail...)
+	if len(b) <= p.limit {
+		buf.b = b
+		p.lines[c]++
+		return
+	}
+	p.spill(c, b, start, 1)
+}
+
+// gauge packs "name:v|g", after "name:0|g" when v is negative and the
+// dialect reads a sign as a change; both lines go in one datagram.
+func (p *Packer) gauge(k Key, s *series, v float64) {
+	lp := p.parts(k, s)
+	c := s.m.prio.class()
+	b := p.begin(c)
+	start, lines := len(b), 1
+	if v < 0 && p.d.gaugeReset {
+		b = append(append(append(b, lp.head...), '0'), lp.tail...)
+		lines++
+	}
+	b = append(b, lp.head...)
+	b = appendValue(b, v)
+	b = append(b, lp.tail...)
+	p.commit(c, b, start, lines)
+}
+
+// observations packs the values of h: exact values and buckets of one
+// observation at sample rate 1, then each group of buckets of equal count
+// n at sample rate 1/n.
+func (p *Packer) observations(k Key, s *series, h *hist) {
+	ws := h.appendBuckets(p.ws[:0])
+	// Insertion sort by count: there are at most a few dozen buckets.
+	for i := 1; i < len(ws); i++ {
+		for j := i; j > 0 && ws[j].count < ws[j-1].count; j-- {
+			ws[j], ws[j-1] = ws[j-1], ws[j]
+		}
+	}
+	vs := append(p.vs[:0], h.values...)
+	i := 0
+	for ; i < len(ws) && ws[i].count == 1; i++ {
+		vs = append(vs, ws[i].value)
+	}
+	p.values(k, s, vs, 1)
+	for i < len(ws) {
+		n := ws[i].count
+		vs = vs[:0]
+		for ; i < len(ws) && ws[i].count == n; i++ {
+			vs = append(vs, ws[i].value)
+		}
+		p.values(k, s, vs, n)
+	}
+	p.ws, p.vs = ws[:0], vs[:0]
+}
+
+// values packs vals of series s, each standing for count observations, as
+// few lines as the dialect and the payload limit allow.
+func (p *Packer) values(k Key, s *series, vals []float64, count uint64) {
+	if len(vals) == 0 {
+		return
+	}
+	typ := p.d.types[s.m.kind]
+	var rate [32]byte
+	r := appendRate(rate[:0], count)
+	p.unit, p.end = p.unit[:0], p.end[:0]
+	if p.d.multi == multiRepeat {
+		p.unit = append(append(p.unit, typ...), r...)
+		p.end = append(p.end, '\n')
 	} else {
-		p.Datagrams++
+		p.end = p.appendEnd(p.end, s, typ, r)
 	}
-	p.buf = p.buf[:0]
-	return err
-}
-
-func countLines(b []byte) (n int) {
-	for _, c := range b {
-		if c == '\n' {
-			n++
+	c := s.m.prio.class()
+	for i := 0; i < len(vals); {
+		b := p.begin(c)
+		start := len(b)
+		room := p.limit - start
+		b = append(b, p.parts(k, s).head...)
+		b = append(appendValue(b, vals[i]), p.unit...)
+		if start > 0 && len(b)-start+len(p.end) > room {
+			// Not even one value fits in what is left: ship and retry.
+			p.open[c].b = b[:start]
+			p.ship(c, false)
+			continue
 		}
+		i++
+		for p.d.multi != multiNone && i < len(vals) {
+			pos := len(b)
+			b = append(appendValue(append(b, ':'), vals[i]), p.unit...)
+			if len(b)-start+len(p.end) > room {
+				b = b[:pos]
+				break
+			}
+			i++
+		}
+		b = append(b, p.end...)
+		p.commit(c, b, start, 1)
 	}
-	return n
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sync"
@@ -24,36 +25,71 @@ const (
 	commTagKey         = "comm"
 )
 
-// pipeline aggregates decoded records per flush interval and packs them.
+// pipeline aggregates decoded records per flush interval and ships them.
 // add is called by the drain goroutine, flush by the flush loop.
 type pipeline struct {
-	mu     sync.Mutex
-	comms  *shipper.Interner
-	execs  shipper.Counters
-	forks  shipper.Counters
-	exits  [2]shipper.Counters // by failed
-	proc   bpf.ProcessRecord
-	packer *shipper.Packer
-	tags   []string
-	tagBuf []string
+	mu   sync.Mutex
+	in   *shipper.Interner
+	agg  *shipper.Aggregator
+	ship *shipper.Shipper
+	proc bpf.ProcessRecord
+
+	exec, fork, exit *shipper.Metric
+	self             [6]shipper.Key // by selfMetrics
+
+	// packer holds the shipper's cumulative totals that the flush loop
+	// reads for the status query.
+	packer shipTotals
 
 	// last values of cumulative counters, for deltas
 	lastLedger []bpf.Ledger
 	lastDrain  ringbuf.DrainStats
-	lastDrops  uint64
+	lastFailed uint64
 }
 
+// shipTotals are cumulative totals of the shipper.
+type shipTotals struct {
+	// Dropped counts lines that were not sent: failed, dropped from the
+	// queue, or too long for a datagram.
+	Dropped uint64
+}
+
+var selfMetrics = [...]string{MetricKernelSeen, MetricRingFull, MetricSampledOut, MetricDrainRecords, MetricDecodeErrors, MetricLinesDropped}
+
+var (
+	failedFalse = []byte("false")
+	failedTrue  = []byte("true")
+)
+
 func newPipeline(out io.Writer, cfg Config) (*pipeline, error) {
-	packer, err := shipper.NewPacker(out, cfg.MaxPayload)
+	in, err := shipper.NewInterner(shipper.InternerOptions{Tags: cfg.Tags})
 	if err != nil {
 		return nil, err
 	}
-	return &pipeline{
-		comms:  shipper.NewInterner(commTagKey),
-		packer: packer,
-		tags:   cfg.Tags,
-		tagBuf: make([]string, 0, len(cfg.Tags)+2),
-	}, nil
+	p := &pipeline{in: in, agg: shipper.NewAggregator(in, shipper.AggregatorOptions{})}
+	register := func(spec shipper.MetricSpec) *shipper.Metric {
+		m, rerr := in.Register(spec)
+		if err == nil {
+			err = rerr
+		}
+		return m
+	}
+	p.exec = register(shipper.MetricSpec{Name: MetricExec, TagKeys: []string{commTagKey}})
+	p.fork = register(shipper.MetricSpec{Name: MetricFork, TagKeys: []string{commTagKey}})
+	p.exit = register(shipper.MetricSpec{Name: MetricExit, TagKeys: []string{commTagKey, "failed"}})
+	for i, name := range selfMetrics {
+		if m := register(shipper.MetricSpec{Name: name, Priority: shipper.Critical, KeepZero: true}); m != nil {
+			p.self[i] = m.Key()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.ship, err = shipper.NewWriter(out, shipper.Options{MaxPayload: cfg.MaxPayload})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // add counts one record, scaled by its sampling rate.
@@ -62,23 +98,23 @@ func (p *pipeline) add(r *bpf.Record) {
 		return
 	}
 	p.mu.Lock()
-	h := p.comms.Intern(p.proc.Name())
+	n, name := int64(p.proc.Rate), p.proc.Name()
 	switch p.proc.Kind {
 	case bpf.KindExec:
-		p.execs.Add(h, int64(p.proc.Rate))
+		p.agg.Add(p.exec.Key(name), n)
 	case bpf.KindFork:
-		p.forks.Add(h, int64(p.proc.Rate))
+		p.agg.Add(p.fork.Key(name), n)
 	case bpf.KindExit:
-		failed := 0
+		failed := failedFalse
 		if p.proc.Failed() {
-			failed = 1
+			failed = failedTrue
 		}
-		p.exits[failed].Add(h, int64(p.proc.Rate))
+		p.agg.Add(p.exit.Key(name, failed), n)
 	}
 	p.mu.Unlock()
 }
 
-// flush packs the interval's counters and bpfstatd's own, and writes them.
+// flush ships the interval's counters and bpfstatd's own.
 func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record]) error {
 	ledgers, lerr := sh.Ledgers()
 	stats := drain.Stats()
@@ -86,25 +122,6 @@ func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record]) err
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var err error
-	keep := func(e error) {
-		if err == nil {
-			err = e
-		}
-	}
-	counter := func(name string, c *shipper.Counters, extra string) {
-		c.Each(func(h shipper.Handle, n int64) {
-			tags := append(p.tagBuf[:0], p.comms.Tag(h))
-			if extra != "" {
-				tags = append(tags, extra)
-			}
-			keep(p.packer.Counter(name, n, append(tags, p.tags...)...))
-		})
-	}
-	counter(MetricExec, &p.execs, "")
-	counter(MetricFork, &p.forks, "")
-	counter(MetricExit, &p.exits[0], "failed:false")
-	counter(MetricExit, &p.exits[1], "failed:true")
-
 	if lerr == nil {
 		var seen, full, sampled uint64
 		for i, l := range ledgers {
@@ -116,19 +133,28 @@ func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record]) err
 			full += l.RingFull - last.RingFull
 			sampled += l.SampledOut - last.SampledOut
 		}
-		keep(p.packer.Counter(MetricKernelSeen, int64(seen), p.tags...))
-		keep(p.packer.Counter(MetricRingFull, int64(full), p.tags...))
-		keep(p.packer.Counter(MetricSampledOut, int64(sampled), p.tags...))
+		p.agg.Add(p.self[0], int64(seen))
+		p.agg.Add(p.self[1], int64(full))
+		p.agg.Add(p.self[2], int64(sampled))
 		p.lastLedger = ledgers
 	} else {
-		keep(fmt.Errorf("read kernel ledger: %w", lerr))
+		err = fmt.Errorf("read kernel ledger: %w", lerr)
 	}
-	keep(p.packer.Counter(MetricDrainRecords, int64(stats.Records-p.lastDrain.Records), p.tags...))
-	keep(p.packer.Counter(MetricDecodeErrors, int64(stats.DecodeErrors-p.lastDrain.DecodeErrors), p.tags...))
+	p.agg.Add(p.self[3], int64(stats.Records-p.lastDrain.Records))
+	p.agg.Add(p.self[4], int64(stats.DecodeErrors-p.lastDrain.DecodeErrors))
 	p.lastDrain = stats
-	drops := p.packer.Dropped
-	keep(p.packer.Counter(MetricLinesDropped, int64(drops-p.lastDrops), p.tags...))
-	p.lastDrops = drops
-	keep(p.packer.Flush())
+	c := p.ship.Stats().Counts
+	_, droppedLines := c.Dropped()
+	dropped := droppedLines + c[shipper.StatLinesFailed] + c[shipper.StatLinesTooLong]
+	p.agg.Add(p.self[5], int64(dropped-p.packer.Dropped))
+	p.packer.Dropped = dropped
+
+	p.ship.Flush(p.agg)
+	p.ship.Send(context.Background())
+	c = p.ship.Stats().Counts
+	if failed := c[shipper.StatDatagramsFailed]; failed != p.lastFailed && err == nil {
+		err = fmt.Errorf("write %d datagrams: %w", failed-p.lastFailed, p.ship.Err())
+	}
+	p.lastFailed = c[shipper.StatDatagramsFailed]
 	return err
 }

@@ -1,0 +1,154 @@
+package shipper
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestAggregatorKinds(t *testing.T) {
+	in, agg, p, sink := setup(t, DogStatsD, UDPPayload, InternerOptions{})
+	c := mustRegister(t, in, MetricSpec{Name: "c", TagKeys: []string{"k"}})
+	g := mustRegister(t, in, MetricSpec{Name: "g", Kind: Gauge})
+	d := mustRegister(t, in, MetricSpec{Name: "d", Kind: Distribution})
+	h := mustRegister(t, in, MetricSpec{Name: "h", Kind: Histogram})
+	zero := mustRegister(t, in, MetricSpec{Name: "zero"})
+
+	agg.Add(c.Key([]byte("x")), 2)
+	agg.Add(c.Key([]byte("x")), 3)
+	agg.Add(zero.Key(), 1)
+	agg.Add(zero.Key(), -1)
+	agg.Set(g.Key(), 1)
+	agg.Set(g.Key(), 7.5)
+	agg.Observe(d.Key(), 1)
+	agg.Observe(d.Key(), 2.5)
+	agg.AddBuckets(h.Key(), []uint64{0, 4, 0, 2, 1})
+	agg.Flush(p)
+	p.Flush()
+	// Buckets 1 (×4, midpoint 1), 3 (×2, midpoint 6) and 4 (×1, midpoint 12).
+	want := "c:5|c|#k:x\ng:7.5|g\nd:1:2.5|d\nh:12|h\nh:6|h|@0.5\nh:1|h|@0.25\n"
+	if got := sink.all(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	// A new interval starts empty.
+	sink.datagrams = nil
+	agg.Flush(p)
+	p.Flush()
+	if got := sink.all(); got != "" {
+		t.Errorf("second flush: %q", got)
+	}
+}
+
+func TestAggregatorOverflowBuckets(t *testing.T) {
+	in, _, p, sink := setup(t, DogStatsD, UDPPayload, InternerOptions{})
+	agg := NewAggregator(in, AggregatorOptions{MaxSamples: 2})
+	d := mustRegister(t, in, MetricSpec{Name: "d", Kind: Distribution})
+	k := d.Key()
+	for _, v := range []float64{1, 2, 100, 110, 120, -4, -6} {
+		agg.Observe(k, v)
+	}
+	agg.Flush(p)
+	p.Flush()
+	// 1 and 2 exact; 100, 110, 120 share bucket 7 (mean 110); -4 and -6 mean -5.
+	want := "d:1:2|d\nd:-5|d|@0.5\nd:110|d|@0.3333333333333333\n"
+	if got := sink.all(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestAggregatorPriorityAndShed(t *testing.T) {
+	in, agg, p, sink := setup(t, DogStatsD, UDPPayload, InternerOptions{})
+	low := mustRegister(t, in, MetricSpec{Name: "low", Priority: Low, TagKeys: []string{"k"}})
+	norm := mustRegister(t, in, MetricSpec{Name: "norm"})
+	crit := mustRegister(t, in, MetricSpec{Name: "crit", Priority: Critical})
+	keys := []Key{low.Key([]byte("0")), low.Key([]byte("1")), low.Key([]byte("2")), low.Key([]byte("3"))}
+	agg.SetShed(2)
+	var sums [4]int64
+	for range 4 {
+		agg.Add(norm.Key(), 1)
+		agg.Add(crit.Key(), 1)
+		for _, k := range keys {
+			agg.Add(k, 1)
+		}
+		sink.datagrams = nil
+		agg.Flush(p)
+		p.Flush()
+		if len(sink.datagrams) != 3 || !strings.HasPrefix(sink.datagrams[0], "crit:") || !strings.HasPrefix(sink.datagrams[2], "low:") {
+			t.Fatalf("datagrams not by priority: %q", sink.datagrams)
+		}
+		if n := strings.Count(sink.datagrams[2], "\n"); n != 2 {
+			t.Errorf("shed 2 shipped %d of 4 low series", n)
+		}
+		for _, l := range splitLines(sink.datagrams[2]) {
+			sums[l[len(l)-1]-'0'] += int64(l[4] - '0')
+		}
+	}
+	// Deferred values were kept: after 4 intervals every series shipped 4.
+	agg.SetShed(1)
+	sink.datagrams = nil
+	agg.Flush(p)
+	p.Flush()
+	for _, l := range splitLines(sink.all()) {
+		sums[l[len(l)-1]-'0'] += int64(l[4] - '0')
+	}
+	if sums != [4]int64{4, 4, 4, 4} {
+		t.Errorf("low sums %v", sums)
+	}
+	if agg.Stats().Deferred != 8 {
+		t.Errorf("deferred %d", agg.Stats().Deferred)
+	}
+}
+
+func TestAggregatorInvalid(t *testing.T) {
+	in, agg, _, _ := setup(t, DogStatsD, UDPPayload, InternerOptions{})
+	g := mustRegister(t, in, MetricSpec{Name: "g", Kind: Gauge})
+	inf := 1.0
+	for range 1100 {
+		inf *= 2
+	}
+	agg.Set(g.Key(), inf)
+	agg.Observe(g.Key(), inf-inf)
+	if agg.Stats().Invalid != 2 {
+		t.Errorf("invalid %d", agg.Stats().Invalid)
+	}
+}
+
+func TestAggregateAllocs(t *testing.T) {
+	in, agg, _, _ := setup(t, DogStatsD, UDPPayload, InternerOptions{})
+	p, _ := NewPacker(discard{}, PackerOptions{})
+	c := mustRegister(t, in, MetricSpec{Name: "c", TagKeys: []string{"comm"}})
+	d := mustRegister(t, in, MetricSpec{Name: "d", Kind: Distribution})
+	comm := []byte("bash")
+	round := func() {
+		agg.Add(c.Key(comm), 1)
+		agg.Observe(d.Key(), 3)
+		agg.AddBuckets(d.Key(), []uint64{1, 2})
+	}
+	round()
+	agg.Flush(p)
+	p.Flush()
+	if n := testing.AllocsPerRun(1000, round); n != 0 {
+		t.Errorf("aggregating known keys: %v allocs", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { round(); agg.Flush(p); p.Flush() }); n != 0 {
+		t.Errorf("aggregate and flush: %v allocs", n)
+	}
+}
+
+func BenchmarkAggregate(b *testing.B) {
+	in, agg, _, _ := setup(b, DogStatsD, UDPPayload, InternerOptions{})
+	c := mustRegister(b, in, MetricSpec{Name: "host.process.exec", TagKeys: []string{"comm"}})
+	k := c.Key([]byte("bash"))
+	b.Run("key", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			agg.Add(k, 1)
+		}
+	})
+	comm := []byte("kworker/u8:2")
+	b.Run("lookup", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			agg.Add(c.Key(comm), 1)
+		}
+	})
+}
