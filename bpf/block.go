@@ -60,7 +60,7 @@ func (b *Block) Attach() error {
 	if b.links != nil {
 		return nil
 	}
-	if err := forgetStarts(b.objs.BlockStart); err != nil {
+	if err := forgetStarts[uint64](b.objs.BlockStart); err != nil {
 		return fmt.Errorf("attach block collector: clear requests in flight: %w", err)
 	}
 	return b.attach(b.Name(), b.objs.BlockIssue, b.objs.BlockComplete)

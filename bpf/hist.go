@@ -109,21 +109,27 @@ func sumHist(perCPU []Hist) Hist {
 	return h
 }
 
-// forgetStarts empties a map of start times, so that waits that began
-// before the programs were last detached are not measured when they are
-// attached again. Call it only while the programs are detached.
-func forgetStarts(m *ebpf.Map) error {
-	key := make([]byte, m.KeySize())
-	for {
-		err := m.NextKey(nil, key)
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+// forgetStarts empties a hash map of start times (keys K, values u64), so
+// that waits that began before the programs were last detached are not
+// measured when they are attached again. Call it only while the programs
+// are detached.
+func forgetStarts[K any](m *ebpf.Map) error {
+	var (
+		keys  []K
+		key   K
+		start uint64
+	)
+	it := m.Iterate()
+	for it.Next(&key, &start) {
+		keys = append(keys, key)
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return err
 		}
 	}
+	return nil
 }

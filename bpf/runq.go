@@ -51,7 +51,7 @@ func (r *Runq) Attach() error {
 	if r.links != nil {
 		return nil
 	}
-	if err := forgetStarts(r.objs.RunqStart); err != nil {
+	if err := forgetStarts[uint32](r.objs.RunqStart); err != nil {
 		return fmt.Errorf("attach runq collector: clear waiting tasks: %w", err)
 	}
 	return r.attach(r.Name(), r.objs.RunqWakeup, r.objs.RunqWakeupNew, r.objs.RunqSwitch)

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -79,9 +80,10 @@ const workerEnv = "BPFSTATD_RUNQ_WORKER"
 
 // TestRunqWorker is not a test but the busy worker that [TestRunqLatency]
 // runs as child processes: on one thread, whose id it prints first, it
-// spins for 100 µs and sleeps for 20 µs, over and over, until killed. Each
-// wakeup puts it on a run queue. It sleeps with a raw system call, which
-// Go's runtime does not see, so that its monitor thread stays asleep.
+// spins for 50 µs and sleeps for 20 µs, over and over, until killed (or
+// for a minute at most, should the test be killed first). Each wakeup puts
+// it on a run queue. It sleeps with a raw system call, which Go's runtime
+// does not see, so that its monitor thread stays asleep.
 func TestRunqWorker(t *testing.T) {
 	if os.Getenv(workerEnv) != "1" {
 		t.Skip("not a test: the busy worker of TestRunqLatency")
@@ -89,21 +91,22 @@ func TestRunqWorker(t *testing.T) {
 	runtime.LockOSThread()
 	fmt.Println(unix.Gettid())
 	pause := unix.Timespec{Nsec: 20_000}
-	for {
-		for end := time.Now().Add(100 * time.Microsecond); time.Now().Before(end); {
+	for stop := time.Now().Add(time.Minute); time.Now().Before(stop); {
+		for end := time.Now().Add(50 * time.Microsecond); time.Now().Before(end); {
 		}
 		unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&pause)), 0, 0)
 	}
 }
 
 // startWorkers starts n busy worker processes, which the test's cleanup
-// kills, and returns the ids of their working threads as "pid/tid".
+// kills, and returns their working threads as "<pid>/task/<tid>".
 func startWorkers(tb testing.TB, n int) []string {
 	tb.Helper()
 	tasks := make([]string, 0, n)
 	for range n {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestRunqWorker$")
 		cmd.Env = append(os.Environ(), workerEnv+"=1", "GOMAXPROCS=1")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			tb.Fatal(err)
