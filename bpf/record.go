@@ -28,6 +28,8 @@ const CommLen = 16
 const (
 	HeaderSize        = 16
 	ProcessRecordSize = HeaderSize + 16 + CommLen
+	TCPRecordSize     = HeaderSize + 56 + CommLen
+	OOMRecordSize     = HeaderSize + 16 + CommLen
 	// MaxRecordSize bounds every record kind.
 	MaxRecordSize = 128
 )
@@ -37,6 +39,8 @@ var recordSizes = [...]uint8{
 	KindExec: ProcessRecordSize,
 	KindExit: ProcessRecordSize,
 	KindFork: ProcessRecordSize,
+	KindTCP:  TCPRecordSize,
+	KindOOM:  OOMRecordSize,
 }
 
 // ErrRecord reports a ring-buffer sample that is not a well-formed record.
