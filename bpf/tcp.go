@@ -27,7 +27,10 @@ import (
 // So, per network namespace, active opens plus failed connects equal the
 // kernel's TcpActiveOpens (counted when the SYN is sent), and passive opens
 // its TcpPassiveOpens. Retransmit records with [TCPRecord.Code] 0 carry the
-// segments resent, which add up to TcpRetransSegs.
+// segments resent, which add up to TcpRetransSegs; the kernel also counts
+// there a retransmit that failed in the send itself (a local netfilter
+// OUTPUT drop, -EPERM; no buffer, -ENOBUFS), but not one given up before
+// it (-EBUSY, -EAGAIN), which records show with their code.
 //
 // The metrics made from the records, each a counter scaled by the record's
 // sampling rate:
