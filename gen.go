@@ -6,6 +6,7 @@
 package bpfstatd
 
 //go:generate go tool bpf2go -tags linux -cc clang-19 -strip llvm-strip-19 -cflags "-O2 -g -Wall -Werror" -target bpfel -go-package bpf -output-dir bpf -output-stem process process bpf/process.c -- -I./bpf/include
+//go:generate go tool bpf2go -tags linux -cc clang-19 -strip llvm-strip-19 -cflags "-O2 -g -Wall -Werror" -target bpfel -go-package bpf -output-dir bpf -output-stem net net bpf/net.c -- -I./bpf/include
 //go:generate go tool bpf2go -tags linux -cc clang-19 -strip llvm-strip-19 -cflags "-O2 -g -Wall -Werror" -target bpfel -go-package bpf -output-dir bpf -output-stem tcp tcp bpf/tcp.c -- -I./bpf/include
 //go:generate go tool bpf2go -tags linux -cc clang-19 -strip llvm-strip-19 -cflags "-O2 -g -Wall -Werror" -target bpfel -go-package bpf -output-dir bpf -output-stem oom oom bpf/oom.c -- -I./bpf/include
 //go:generate go tool bpf2go -tags linux -cc clang-19 -strip llvm-strip-19 -cflags "-O2 -g -Wall -Werror" -target bpfel -go-package bpf -output-dir bpf -output-stem skb skb bpf/skb.c -- -I./bpf/include
