@@ -28,7 +28,7 @@ func dialUDP(network, addr string) (*udpTransport, error) {
 func (t *udpTransport) dial() error {
 	c, err := net.Dial(t.network, t.addr)
 	if err != nil {
-		return fmt.Errorf("dial %s %s: %w", t.network, t.addr, err)
+		return err // *net.OpError names the operation and the address
 	}
 	w, err := newBatchWriter(c.(*net.UDPConn))
 	if err != nil {

@@ -30,7 +30,7 @@ func dialUnixgram(path string) (*unixTransport, error) {
 func (t *unixTransport) dial() error {
 	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: t.path, Net: "unixgram"})
 	if err != nil {
-		return fmt.Errorf("dial unixgram %s: %w", t.path, err)
+		return err // *net.OpError names the operation and the path
 	}
 	w, err := newBatchWriter(c)
 	if err != nil {

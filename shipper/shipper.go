@@ -331,6 +331,20 @@ func (s *Shipper) Stats() Stats {
 	}
 }
 
+// FillSignals sets the shipper's part of sig from the counters' change
+// since prev (lines produced, lines dropped or failed, failed sends) and
+// the queue fill, and returns the counters to pass as prev next time.
+func (s *Shipper) FillSignals(sig *Signals, prev Counts) Counts {
+	c := s.counters.Snapshot()
+	_, dl := c.Dropped()
+	_, pl := prev.Dropped()
+	sig.Lines = c[StatLinesQueued] - prev[StatLinesQueued]
+	sig.UserDrops = dl - pl + c[StatLinesFailed] - prev[StatLinesFailed] + c[StatLinesTooLong] - prev[StatLinesTooLong]
+	sig.SendErrors = c[StatDatagramsFailed] - prev[StatDatagramsFailed] + c[StatBreakerOpened] - prev[StatBreakerOpened]
+	sig.QueueFill = s.QueueFill()
+	return c
+}
+
 // Latency returns the latency tracker; the producing goroutine calls its
 // Event for each event.
 func (s *Shipper) Latency() *Latency { return s.latency }
