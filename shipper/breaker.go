@@ -123,6 +123,15 @@ func (b *Breaker) Failure(now time.Time) (opened bool) {
 	return true
 }
 
+// Trip opens the breaker at now whatever its state, as when the receiver
+// is known to be missing from the start.
+func (b *Breaker) Trip(now time.Time) {
+	b.failures = 0
+	b.backoff = b.minWait
+	b.probeAt = now.Add(b.jittered(b.backoff))
+	b.state.Store(int32(BreakerOpen))
+}
+
 func (b *Breaker) jittered(d time.Duration) time.Duration {
 	if b.jitter == 0 {
 		return d

@@ -19,12 +19,18 @@ type unixTransport struct {
 	w    *batchWriter
 }
 
-func dialUnixgram(path string) (*unixTransport, error) {
-	t := &unixTransport{path: path}
+// dialUnixgram connects to the socket at path. If there is no receiver
+// yet (ENOENT, ECONNREFUSED), it returns the transport unconnected with
+// that error as missing, for probes to connect later.
+func dialUnixgram(path string) (t *unixTransport, missing, err error) {
+	t = &unixTransport{path: path}
 	if err := t.dial(); err != nil {
-		return nil, err
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return t, err, nil
+		}
+		return nil, nil, err
 	}
-	return t, nil
+	return t, nil, nil
 }
 
 func (t *unixTransport) dial() error {

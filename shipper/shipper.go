@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,15 +68,18 @@ type Shipper struct {
 }
 
 // Dial returns a Shipper sending to address over network: "udp", "udp4" or
-// "udp6" with HOST:PORT, or "unixgram" with a socket path.
+// "udp6" with HOST:PORT, or "unixgram" with a socket path. A unixgram
+// socket that does not exist yet, or refuses, is not an error: the Shipper
+// starts with its breaker open, [Shipper.Err] says why, and probes connect
+// when the receiver appears.
 func Dial(network, address string, opts Options) (*Shipper, error) {
 	var tr transport
-	var err error
+	var missing, err error
 	switch network {
 	case "udp", "udp4", "udp6":
 		tr, err = dialUDP(network, address)
 	case "unixgram":
-		tr, err = dialUnixgram(address)
+		tr, missing, err = dialUnixgram(address)
 	default:
 		return nil, fmt.Errorf("dial %s %s: unsupported network", network, address)
 	}
@@ -86,7 +90,37 @@ func Dial(network, address string, opts Options) (*Shipper, error) {
 	if err != nil {
 		return nil, errors.Join(err, tr.close())
 	}
+	if missing != nil {
+		s.setErr(missing)
+		s.breaker.Trip(time.Now())
+	}
 	return s, nil
+}
+
+// NewConn returns a Shipper sending on c, a connected UDP or unixgram
+// socket, with batched sends and probes as [Dial] sets up; it redials c's
+// remote address when it has to. Other connections are written to as by
+// [NewWriter]. Close closes c.
+func NewConn(c net.Conn, opts Options) (*Shipper, error) {
+	switch c := c.(type) {
+	case *net.UDPConn:
+		if a, ok := c.RemoteAddr().(*net.UDPAddr); ok {
+			w, err := newBatchWriter(c)
+			if err != nil {
+				return nil, err
+			}
+			return newShipper(&udpTransport{network: "udp", addr: a.String(), conn: c, w: w}, opts)
+		}
+	case *net.UnixConn:
+		if a, ok := c.RemoteAddr().(*net.UnixAddr); ok && a.Net == "unixgram" {
+			w, err := newBatchWriter(c)
+			if err != nil {
+				return nil, err
+			}
+			return newShipper(&unixTransport{path: a.Name, conn: c, w: w}, opts)
+		}
+	}
+	return NewWriter(c, opts)
 }
 
 // NewWriter returns a Shipper writing each datagram to w with one Write

@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -376,4 +378,110 @@ func TestWriterShipper(t *testing.T) {
 		t.Errorf("wrote %q", got)
 	}
 	checkAccounting(t, sh.Stats())
+}
+
+// TestShipUDP sends a large flush over loopback UDP: several datagrams go
+// in each sendmmsg call, the receiver gets every line, the payload limit
+// follows the address family, and sampled events get a latency.
+func TestShipUDP(t *testing.T) {
+	for _, tc := range []struct {
+		addr  string
+		limit int
+	}{{"127.0.0.1:0", UDPPayload}, {"[::1]:0", UDPPayloadIPv6}} {
+		t.Run(tc.addr, func(t *testing.T) {
+			if l, err := net.ListenPacket("udp", tc.addr); err != nil {
+				t.Skipf("no %s: %v", tc.addr, err)
+			} else {
+				l.Close()
+			}
+			r := newReceiver(t, "udp", tc.addr)
+			sh, err := Dial("udp", r.conn.LocalAddr().String(), Options{Latency: LatencyOptions{Every: 10}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sh.MaxPayload() != tc.limit {
+				t.Errorf("payload limit %d, want %d", sh.MaxPayload(), tc.limit)
+			}
+			in, _ := NewInterner(InternerOptions{})
+			m := mustRegister(t, in, MetricSpec{Name: "c", TagKeys: []string{"k"}})
+			agg := NewAggregator(in, AggregatorOptions{})
+			for i := range 3000 {
+				agg.Add(m.Key([]byte(strconv.Itoa(i))), 1)
+				sh.Latency().Event(uint64(monotonicNow()))
+			}
+			sh.Flush(agg)
+			sh.Send(context.Background())
+			waitFor(t, 2*time.Second, "all lines", func() bool { return r.lines.Load() == 3000 })
+			st := sh.Stats()
+			checkAccounting(t, st)
+			c := st.Counts
+			if c[StatLinesSent] != 3000 || c[StatSendCalls] >= c[StatDatagramsSent] {
+				t.Errorf("sent %d lines in %d datagrams with %d calls", c[StatLinesSent], c[StatDatagramsSent], c[StatSendCalls])
+			}
+			if l := st.Latency; l.Samples != 300 || l.Max <= 0 || l.P50 > l.P99 || l.P99 > l.Max {
+				t.Errorf("latency %+v", l)
+			}
+			if err := sh.Close(context.Background()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestUnixgramLater: a receiver that appears after the shipper started is
+// found by the breaker's probes.
+func TestUnixgramLater(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "statsd.sock")
+	sh, err := Dial("unixgram", path, Options{Breaker: BreakerOptions{MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh.Breaker() != BreakerOpen || !errors.Is(sh.Err(), syscall.ENOENT) {
+		t.Fatalf("breaker %v, error %v", sh.Breaker(), sh.Err())
+	}
+	runShipper(t, sh)
+	r := newReceiver(t, "unixgram", path)
+	waitFor(t, 2*time.Second, "breaker closes", func() bool { return sh.Breaker() == BreakerClosed })
+	startProducer(t, sh, 10*time.Millisecond)
+	waitFor(t, 2*time.Second, "lines", func() bool { return r.lines.Load() >= 100 })
+	if sh.Stats().Counts[StatReconnects] == 0 {
+		t.Error("no reconnect counted")
+	}
+}
+
+func TestNewConn(t *testing.T) {
+	r := newReceiver(t, "udp", "127.0.0.1:0")
+	c, err := net.Dial("udp", r.conn.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := NewConn(c, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sh.tr.(*udpTransport); !ok {
+		t.Fatalf("transport %T", sh.tr)
+	}
+	in, _ := NewInterner(InternerOptions{})
+	m := mustRegister(t, in, MetricSpec{Name: "c"})
+	agg := NewAggregator(in, AggregatorOptions{})
+	agg.Add(m.Key(), 1)
+	sh.Flush(agg)
+	sh.Send(context.Background())
+	waitFor(t, time.Second, "line", func() bool { return r.lines.Load() == 1 })
+	if err := sh.Close(context.Background()); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestDialErrors(t *testing.T) {
+	if _, err := Dial("tcp", "127.0.0.1:1", Options{}); err == nil {
+		t.Error("dialled tcp")
+	}
+	if _, err := Dial("unixgram", filepath.Join(t.TempDir(), strings.Repeat("x", 200)), Options{}); err == nil {
+		t.Error("dialled a path too long for a socket")
+	}
+	if _, err := NewWriter(os.Stdout, Options{MaxPayload: 10}); err == nil {
+		t.Error("accepted a 10-byte payload limit")
+	}
 }

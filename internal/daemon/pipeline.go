@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 
 	"github.com/bpfstatd/bpfstatd/bpf"
@@ -85,7 +86,12 @@ func newPipeline(out io.Writer, cfg Config) (*pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.ship, err = shipper.NewWriter(out, shipper.Options{MaxPayload: cfg.MaxPayload})
+	opts := shipper.Options{MaxPayload: cfg.MaxPayload}
+	if c, ok := out.(net.Conn); ok {
+		p.ship, err = shipper.NewConn(c, opts) // batched sends and breaker probes
+	} else {
+		p.ship, err = shipper.NewWriter(out, opts)
+	}
 	if err != nil {
 		return nil, err
 	}
