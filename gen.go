@@ -12,3 +12,5 @@ package bpfstatd
 //go:generate go tool bpf2go -tags linux -cc clang-19 -strip llvm-strip-19 -cflags "-O2 -g -Wall -Werror" -target bpfel -go-package bpf -output-dir bpf -output-stem skb skb bpf/skb.c -- -I./bpf/include
 //go:generate go tool bpf2go -tags linux -cc clang-19 -strip llvm-strip-19 -cflags "-O2 -g -Wall -Werror" -target bpfel -go-package bpf -output-dir bpf -output-stem block block bpf/block.c -- -I./bpf/include
 //go:generate go tool bpf2go -tags linux -cc clang-19 -strip llvm-strip-19 -cflags "-O2 -g -Wall -Werror" -target bpfel -go-package bpf -output-dir bpf -output-stem runq runq bpf/runq.c -- -I./bpf/include
+//go:generate go tool bpf2go -tags linux -cc clang-19 -strip llvm-strip-19 -cflags "-O2 -g -Wall -Werror" -target bpfel -go-package bpf -output-dir bpf -output-stem syscalls syscalls bpf/syscalls.c -- -I./bpf/include
+//go:generate go run bpf/mksyscallnames.go

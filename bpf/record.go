@@ -41,6 +41,8 @@ var recordSizes = [...]uint8{
 	KindFork: ProcessRecordSize,
 	KindTCP:  TCPRecordSize,
 	KindOOM:  OOMRecordSize,
+
+	KindSyscall: SyscallRecordSize,
 }
 
 // ErrRecord reports a ring-buffer sample that is not a well-formed record.

@@ -1,0 +1,19 @@
+package bpf
+
+import "github.com/cilium/ebpf"
+
+// LoadSyscallsDefaultWakeup loads the syscalls collector with a by-process
+// program that submits every record with the kernel's default wakeup, the
+// naive baseline of the overhead benchmark.
+func LoadSyscallsDefaultWakeup(s *Shared) (*Syscalls, error) {
+	return loadSyscallsCollector(s, true)
+}
+
+// Programs returns the counting and the by-process programs, for their
+// run-time statistics.
+func (c *Syscalls) Programs() (counts, byProcess *ebpf.Program) {
+	return c.objs.CountSyscall, c.objs.RecordSyscall
+}
+
+// SyscallNames returns the syscall table of a GOARCH, or nil.
+func SyscallNames(goarch string) []string { return syscallNames(goarch) }
