@@ -8,6 +8,11 @@ type AggregatorOptions struct {
 	// flush interval; past it, values go to log2 buckets that keep exact
 	// counts and sums. Zero means [DefaultMaxSamples].
 	MaxSamples int
+	// IdleIntervals, if positive, evicts a series of a metric with TagKeys
+	// that no update touched for that many flushes: its budget is returned
+	// and its key reused, so that names which come and go (process names)
+	// do not fill the budget for good. Zero keeps every series.
+	IdleIntervals int
 }
 
 // AggregatorStats count what an [Aggregator] did.
@@ -35,6 +40,8 @@ type Aggregator struct {
 	dirty      [numPriorities][]Key // series touched in this interval
 	spare      [numPriorities][]Key
 	shed       uint32
+	idle       uint32
+	evict      []Key
 	stats      AggregatorStats
 }
 
@@ -48,7 +55,7 @@ type slot struct {
 
 // NewAggregator returns an Aggregator for the series of in.
 func NewAggregator(in *Interner, opts AggregatorOptions) *Aggregator {
-	a := &Aggregator{in: in, maxSamples: opts.MaxSamples, epoch: 1, shed: 1}
+	a := &Aggregator{in: in, maxSamples: opts.MaxSamples, epoch: 1, shed: 1, idle: uint32(max(opts.IdleIntervals, 0))}
 	if a.maxSamples <= 0 {
 		a.maxSamples = DefaultMaxSamples
 	}
@@ -69,9 +76,11 @@ func (a *Aggregator) touch(k Key) *slot {
 	return s
 }
 
+// grow adds slots for new keys, marked as touched in the last interval so
+// that a key looked up but not yet updated is not idle.
 func (a *Aggregator) grow() {
 	for len(a.slots) < a.in.Len() {
-		a.slots = append(a.slots, slot{})
+		a.slots = append(a.slots, slot{epoch: a.epoch - 1})
 	}
 }
 
@@ -146,7 +155,29 @@ func (a *Aggregator) Flush(p *Packer) {
 		}
 		a.dirty[c], a.spare[c] = carry, keys[:0]
 	}
+	a.evictIdle()
 	a.epoch = next
+}
+
+// evictIdle evicts the series idle for more than IdleIntervals flushes.
+func (a *Aggregator) evictIdle() {
+	if a.idle == 0 {
+		return
+	}
+	keys := a.evict[:0]
+	for k := range a.slots {
+		s := &a.slots[k]
+		if a.epoch-s.epoch > a.idle && a.in.evictable(Key(k)) {
+			keys = append(keys, Key(k))
+			h := s.h
+			if h != nil {
+				h.reset()
+			}
+			*s = slot{epoch: a.epoch, h: h}
+		}
+	}
+	a.in.evict(keys)
+	a.evict = keys[:0]
 }
 
 // ship packs the series k and resets its slot.

@@ -152,3 +152,61 @@ func BenchmarkAggregate(b *testing.B) {
 		}
 	})
 }
+
+// TestAggregatorEvictIdle: series idle past IdleIntervals are evicted, their
+// budget goes to new names instead of the overflow series, their keys are
+// reused, and lines of a reused key carry the new tags.
+func TestAggregatorEvictIdle(t *testing.T) {
+	in, _ := NewInterner(InternerOptions{MaxSeriesPerMetric: 2})
+	agg := NewAggregator(in, AggregatorOptions{IdleIntervals: 2})
+	m := mustRegister(t, in, MetricSpec{Name: "c", TagKeys: []string{"comm"}})
+	static := mustRegister(t, in, MetricSpec{Name: "s"})
+	sink := new(collect)
+	p, _ := NewPacker(sink, PackerOptions{})
+	flush := func() string {
+		sink.datagrams = nil
+		agg.Flush(p)
+		p.Flush()
+		return sink.all()
+	}
+	a := m.Key([]byte("a"))
+	agg.Add(a, 1)
+	agg.Add(m.Key([]byte("b")), 1)
+	agg.Add(static.Key(), 1)
+	flush()
+	for range 2 {
+		agg.Add(m.Key([]byte("b")), 1) // b stays busy, a goes idle
+		flush()
+	}
+	if in.Stats().Evicted != 0 {
+		t.Fatal("evicted too early")
+	}
+	agg.Add(m.Key([]byte("b")), 1)
+	flush() // a idle for 3 flushes
+	if st := in.Stats(); st.Evicted != 1 || st.Series != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	c := m.Key([]byte("c"))
+	if c != a {
+		t.Errorf("key %d not reused, got %d", a, c)
+	}
+	agg.Add(c, 5)
+	if got := flush(); got != "c:5|c|#comm:c\n" { // not comm:a, the key's old tags
+		t.Errorf("after reuse: %q", got)
+	}
+	if in.Stats().Overflowed != 0 {
+		t.Error("a new name overflowed although a series was evicted")
+	}
+	// The static series is never evicted, nor the overflow series.
+	for range 5 {
+		agg.Add(m.Key([]byte("x")), 1)
+		agg.Add(m.Key([]byte("y")), 1)
+		flush()
+	}
+	if in.Metric(static.Key()) == nil {
+		t.Error("static series evicted")
+	}
+	if m.Key([]byte("a")) == noKey {
+		t.Error("no key")
+	}
+}

@@ -30,6 +30,12 @@ func (b *budget) take() bool {
 	return true
 }
 
+// release gives back one series.
+func (b *budget) release() {
+	b.n--
+	*b.global--
+}
+
 // cacheRaw reports whether a raw spelling may be remembered, given the
 // number already remembered: raw spellings stay within a fixed multiple of
 // the limit, so a flood of spellings of the same series cannot grow memory.

@@ -67,7 +67,9 @@
 // Each metric has a budget of series, and the [Interner] one overall.
 // Values past it go to one overflow series per metric, whose variable tags
 // read [OverflowTagValue], so totals stay exact and memory bounded however
-// many names arrive.
+// many names arrive. With [AggregatorOptions.IdleIntervals], series that
+// go unused for that many flushes are evicted and their budget reused, so
+// names that come and go do not fill it for good.
 //
 // # Accounting
 //

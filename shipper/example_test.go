@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/bpfstatd/bpfstatd/shipper"
 )
@@ -105,4 +106,29 @@ func ExampleNewWriter_gostatsd() {
 	// host.mem.delta:-5|g|#env:prod
 	// host.req.bytes:512|h|#env:prod
 	// host.req.bytes:1024.5|h|#env:prod
+}
+
+// The health level drives the kernel sampling knob (through OnLevel),
+// low-priority shedding, and the flush interval.
+func ExampleHealth() {
+	in, _ := shipper.NewInterner(shipper.InternerOptions{})
+	agg := shipper.NewAggregator(in, shipper.AggregatorOptions{})
+	h := shipper.NewHealth(shipper.HealthOptions{OnLevel: func(old, new shipper.Level) {
+		fmt.Printf("%v -> %v: kernel keeps 1 event in %d\n", old, new, new.SampleEvery())
+	}})
+	for _, ring := range []float64{0.2, 0.9, 0.9, 0.1, 0.1, 0.1} {
+		l := h.Observe(shipper.Signals{RingFill: ring})
+		agg.SetShed(l.Shed())
+		fmt.Printf("ring %.0f%%: flush every %v\n", ring*100, l.FlushInterval(time.Second))
+	}
+	// Output:
+	// ring 20%: flush every 1s
+	// level 0 -> level 1: kernel keeps 1 event in 2
+	// ring 90%: flush every 2s
+	// level 1 -> level 2: kernel keeps 1 event in 4
+	// ring 90%: flush every 4s
+	// ring 10%: flush every 4s
+	// ring 10%: flush every 4s
+	// level 2 -> level 1: kernel keeps 1 event in 2
+	// ring 10%: flush every 2s
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -33,6 +34,9 @@ type InternerStats struct {
 	// Overflowed counts lookups that found no series and no room for a new
 	// one, and so went to their metric's overflow series.
 	Overflowed uint64
+	// Evicted counts idle series removed (see
+	// [AggregatorOptions.IdleIntervals]).
+	Evicted uint64
 }
 
 // Interner maps metrics and the raw values of their variable tags, such as
@@ -51,6 +55,7 @@ type Interner struct {
 	global    string // ",k:v" for each global tag
 	names     map[string]bool
 	series    []series
+	free      []Key // keys of evicted series, for reuse
 	total     int
 	stats     InternerStats
 	scratch   []byte // raw key of several values
@@ -59,8 +64,10 @@ type Interner struct {
 
 // series is what the packer needs to write a series' lines.
 type series struct {
-	m    *Metric
-	tags string // "k:v,k:v": variable, then the metric's, then global tags
+	m     *Metric // nil once evicted
+	tags  string  // "k:v,k:v": variable, then the metric's, then global tags
+	canon string  // the variable tags alone, its key in m.canon
+	gen   uint32  // times the key was reused, for caches keyed by Key
 }
 
 // NewInterner returns an empty Interner.
@@ -140,15 +147,57 @@ func (in *Interner) Register(spec MetricSpec) (*Metric, error) {
 	return m, nil
 }
 
-// add creates a series of m whose variable tags are vtags.
+// add creates a series of m whose variable tags are vtags, reusing the key
+// of an evicted series if there is one.
 func (in *Interner) add(m *Metric, vtags string) Key {
 	tags := vtags + m.constTags
 	if vtags == "" && tags != "" {
 		tags = tags[1:] // drop the leading comma
 	}
+	if n := len(in.free); n > 0 {
+		k := in.free[n-1]
+		in.free = in.free[:n-1]
+		in.series[k] = series{m: m, tags: tags, canon: vtags, gen: in.series[k].gen}
+		return k
+	}
 	k := Key(len(in.series))
-	in.series = append(in.series, series{m: m, tags: tags})
+	in.series = append(in.series, series{m: m, tags: tags, canon: vtags})
 	return k
+}
+
+// evictable reports whether series k may be evicted: a live series of a
+// metric with variable tags, other than its overflow series.
+func (in *Interner) evictable(k Key) bool {
+	m := in.series[k].m
+	return m != nil && len(m.keys) > 0 && k != m.overflow
+}
+
+// evict removes the series keys, which must be evictable: their budget is
+// returned and their keys are reused by later series.
+func (in *Interner) evict(keys []Key) {
+	if len(keys) == 0 {
+		return
+	}
+	var metrics []*Metric
+	for _, k := range keys {
+		s := &in.series[k]
+		m := s.m
+		delete(m.canon, s.canon)
+		m.budget.release()
+		if !slices.Contains(metrics, m) {
+			metrics = append(metrics, m)
+		}
+		*s = series{gen: s.gen + 1}
+	}
+	for _, m := range metrics {
+		for raw, k := range m.raw {
+			if in.series[k].m == nil {
+				delete(m.raw, raw)
+			}
+		}
+	}
+	in.free = append(in.free, keys...)
+	in.stats.Evicted += uint64(len(keys))
 }
 
 // Key returns the series of m whose variable tags have the given raw
@@ -156,6 +205,11 @@ func (in *Interner) add(m *Metric, vtags string) Key {
 // count differs. Values are sanitised the first time they are seen. Past
 // the cardinality budget, a new series maps to the metric's overflow
 // series. A lookup of values seen before does not allocate.
+//
+// The key of a metric without TagKeys, and of an overflow series, is
+// valid for good. The key of another series is valid until the next
+// [Aggregator.Flush] when the aggregator evicts idle series: look it up
+// again rather than keeping it.
 func (m *Metric) Key(values ...[]byte) Key {
 	if len(values) != len(m.keys) {
 		panic("shipper: Metric.Key of " + m.name + " called with the wrong number of tag values")
@@ -230,10 +284,11 @@ func (m *Metric) overflowKey() Key {
 	return m.overflow
 }
 
-// Len returns the number of series; every Key is below it.
+// Len returns the number of keys, of live series and evicted ones; every
+// Key is below it.
 func (in *Interner) Len() int { return len(in.series) }
 
-// Metric returns the metric of series k.
+// Metric returns the metric of series k, or nil if it was evicted.
 func (in *Interner) Metric(k Key) *Metric { return in.series[k].m }
 
 // Tags returns the sanitised tags of series k, "k:v" comma-separated:
@@ -243,6 +298,6 @@ func (in *Interner) Tags(k Key) string { return in.series[k].tags }
 // Stats returns what the interner holds and refused.
 func (in *Interner) Stats() InternerStats {
 	s := in.stats
-	s.Series = len(in.series)
+	s.Series = len(in.series) - len(in.free)
 	return s
 }

@@ -180,12 +180,13 @@ func (p *Packer) appendEnd(b []byte, s *series, typ string, rate []byte) []byte 
 type lineParts struct {
 	head, tail string
 	class      int
+	gen        uint32 // of the series the parts were rendered for
 }
 
 // parts returns the rendered parts of series k, rendering them the first
 // time.
 func (p *Packer) parts(k Key, s *series) *lineParts {
-	if int(k) < len(p.lines2) && p.lines2[k].head != "" {
+	if int(k) < len(p.lines2) && p.lines2[k].head != "" && p.lines2[k].gen == s.gen {
 		return &p.lines2[k]
 	}
 	return p.render(k, s)
@@ -200,7 +201,7 @@ func (p *Packer) render(k Key, s *series) *lineParts {
 	n := len(b)
 	b = p.appendEnd(b, s, p.d.types[s.m.kind], nil)
 	all := string(b)
-	p.lines2[k] = lineParts{head: all[:n], tail: all[n:], class: s.m.prio.class()}
+	p.lines2[k] = lineParts{head: all[:n], tail: all[n:], class: s.m.prio.class(), gen: s.gen}
 	return &p.lines2[k]
 }
 
