@@ -36,6 +36,7 @@ const (
 
 var dialectNames = [numDialects]string{"dogstatsd", "statsd", "statsd_exporter", "telegraf", "gostatsd"}
 
+// String returns the dialect's name, as [ParseDialect] reads it.
 func (d Dialect) String() string {
 	if d < numDialects {
 		return dialectNames[d]

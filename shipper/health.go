@@ -35,6 +35,7 @@ func (l Level) Shed() int { return 1 << max(l, 0) }
 // that more updates aggregate into each line under pressure.
 func (l Level) FlushInterval(base time.Duration) time.Duration { return base << max(l, 0) }
 
+// String returns "level N".
 func (l Level) String() string { return "level " + strconv.Itoa(int(l)) }
 
 // Signals are what the health monitor watches, measured over one interval.

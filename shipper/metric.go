@@ -23,6 +23,7 @@ const (
 
 var kindNames = [numKinds]string{"counter", "gauge", "histogram", "distribution", "timing"}
 
+// String returns the kind's name, such as "counter".
 func (k Kind) String() string {
 	if k < numKinds {
 		return kindNames[k]
@@ -51,6 +52,7 @@ const (
 // Critical 2. Out-of-range priorities clamp.
 func (p Priority) class() int { return int(min(max(p, Low), Critical) + 1) }
 
+// String returns "low", "normal" or "critical".
 func (p Priority) String() string {
 	switch p {
 	case Low:

@@ -24,6 +24,7 @@ const (
 
 var policyNames = [numPolicies]string{"priority", "oldest", "newest"}
 
+// String returns the policy's name, as [ParseQueuePolicy] reads it.
 func (p QueuePolicy) String() string {
 	if p < numPolicies {
 		return policyNames[p]
