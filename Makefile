@@ -5,8 +5,11 @@ ARGS      ?=
 TESTFLAGS ?=
 BENCHTIME ?= 1s
 COUNT     ?= 5
+IMAGE     ?= bin/bpfstatd-image.tar
+IMAGE_NAME ?= ghcr.io/bpfstatd/bpfstatd:latest
+PLATFORMS ?= linux/amd64,linux/arm64
 
-.PHONY: all generate build run test bench lint
+.PHONY: all generate build run test bench lint image
 
 all: lint build test
 
@@ -25,7 +28,12 @@ run: build
 ## test: the whole suite with the race detector; kernel tests need root
 test:
 	$(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...
+	$(GO) -C deploy vet ./... && $(GO) -C deploy test -count=1 -timeout 10m $(TESTFLAGS) ./...
 	cd e2e && $(GO) test -race -count=1 -timeout 10m $(TESTFLAGS) ./...
+
+## image: the container image, built reproducibly without a container engine, as an OCI archive in $(IMAGE)
+image:
+	$(GO) -C deploy run ./cmd/bpfstatd-image -src $(CURDIR) -o $(abspath $(IMAGE)) -name $(IMAGE_NAME) -platform $(PLATFORMS)
 
 ## bench: every benchmark, COUNT runs each, with allocations
 bench:
