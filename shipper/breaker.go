@@ -152,6 +152,9 @@ func (b *Breaker) Success() (closed bool) {
 	return true
 }
 
+// Failures returns the failed rounds in a row counted while closed.
+func (b *Breaker) Failures() int { return b.failures }
+
 // ProbeAt returns when an open breaker lets the next probe through.
 func (b *Breaker) ProbeAt() time.Time { return b.probeAt }
 

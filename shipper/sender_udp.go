@@ -77,6 +77,14 @@ func (t *udpTransport) probe(ctx context.Context, wait time.Duration) (reconnect
 
 func (*udpTransport) staleRefused() bool { return true }
 
+func (t *udpTransport) bounced(wait time.Duration) error {
+	if t.conn == nil {
+		return nil
+	}
+	time.Sleep(wait)
+	return socketError(t.conn)
+}
+
 func (t *udpTransport) maxPayload() int {
 	if a, ok := t.conn.RemoteAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
 		return UDPPayloadIPv6

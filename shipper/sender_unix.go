@@ -73,8 +73,9 @@ func (t *unixTransport) probe(context.Context, time.Duration) (bool, error) {
 	return true, nil
 }
 
-func (*unixTransport) staleRefused() bool { return false }
-func (*unixTransport) maxPayload() int    { return UnixgramPayload }
+func (*unixTransport) staleRefused() bool          { return false }
+func (*unixTransport) bounced(time.Duration) error { return nil }
+func (*unixTransport) maxPayload() int             { return UnixgramPayload }
 
 func (t *unixTransport) close() error {
 	if t.conn == nil {

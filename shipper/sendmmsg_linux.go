@@ -50,8 +50,8 @@ func (w *batchWriter) writeBatch(bufs [][]byte) (int, error) {
 	var errno syscall.Errno
 	err := w.rc.Write(func(fd uintptr) bool {
 		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), 0, 0, 0)
-		if e == unix.EAGAIN {
-			return false
+		if e == unix.EAGAIN || e == unix.EINTR {
+			return false // wait for room, or try again
 		}
 		n, errno = int(r), e
 		return true

@@ -295,12 +295,27 @@ func (s *Shipper) round() bool {
 	}
 	clear(batch)
 	s.batcher.Done(len(batch), ok, pressure)
-	if roundErr != nil {
+	// A write that went through proves little over UDP, where a missing
+	// receiver shows as an ICMP error a moment later: once a round has
+	// failed, each round waits for bounces before it counts as a success.
+	failed := roundErr != nil
+	if failed {
 		s.setErr(roundErr)
 		if s.breaker.Failure(now) {
 			s.sendStat.Add(StatBreakerOpened, 1)
+			return true
 		}
-	} else {
+	}
+	if s.breaker.Failures() > 0 {
+		if err := s.tr.bounced(s.probeWait); err != nil {
+			s.setErr(err)
+			if s.breaker.Failure(time.Now()) {
+				s.sendStat.Add(StatBreakerOpened, 1)
+			}
+			return true
+		}
+	}
+	if !failed {
 		s.breaker.Success()
 	}
 	return true

@@ -167,7 +167,8 @@ func heapInUse() uint64 {
 // within 2 s of the receiver's return; every datagram is accounted for.
 func testBreaker(t *testing.T, network, addr string, goAway func(*receiver)) {
 	r := newReceiver(t, network, addr)
-	sh, err := Dial(network, addr, Options{Breaker: BreakerOptions{MinBackoff: 50 * time.Millisecond, MaxBackoff: 400 * time.Millisecond}})
+	sh, err := Dial(network, addr, Options{}) // default breaker timings
+
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,6 +229,44 @@ func TestBreakerUDP(t *testing.T) {
 	}
 }
 
+// TestBreakerUDPSlow: at the daemon's cadence, one small datagram a second,
+// the breaker still opens within 5 s of the receiver going away.
+func TestBreakerUDPSlow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes seconds")
+	}
+	r := newReceiver(t, "udp", "127.0.0.1:0")
+	sh, err := Dial("udp", r.conn.LocalAddr().String(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runShipper(t, sh)
+	in, _ := NewInterner(InternerOptions{})
+	m := mustRegister(t, in, MetricSpec{Name: "c"})
+	agg := NewAggregator(in, AggregatorOptions{})
+	flush := func() {
+		agg.Add(m.Key(), 1)
+		sh.Flush(agg)
+	}
+	flush()
+	waitFor(t, time.Second, "first line", func() bool { return r.lines.Load() == 1 })
+	r.close()
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for sh.Breaker() == BreakerClosed && time.Since(start) < 6*time.Second {
+		<-tick.C
+		flush()
+		time.Sleep(50 * time.Millisecond) // let the sender try
+	}
+	if took := time.Since(start); sh.Breaker() == BreakerClosed || took > 5*time.Second {
+		t.Fatalf("breaker %v after %v", sh.Breaker(), took)
+	} else {
+		t.Logf("breaker opened %v after the receiver went away, flushing every second", took)
+	}
+	checkAccounting(t, sh.Stats())
+}
+
 func TestBreakerUnixgram(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "statsd.sock")
 	testBreaker(t, "unixgram", path, func(r *receiver) {
@@ -281,6 +320,7 @@ func (s *slowTransport) writeBatch(bufs [][]byte) (int, error) {
 func (*slowTransport) setDeadline(time.Time)                              {}
 func (*slowTransport) probe(context.Context, time.Duration) (bool, error) { return false, nil }
 func (*slowTransport) staleRefused() bool                                 { return false }
+func (*slowTransport) bounced(time.Duration) error                        { return nil }
 func (*slowTransport) maxPayload() int                                    { return UDPPayload }
 func (*slowTransport) close() error                                       { return nil }
 

@@ -23,6 +23,9 @@ type transport interface {
 	// earlier datagram (connected UDP, where ICMP errors arrive late), so
 	// that the datagram itself can be retried once.
 	staleRefused() bool
+	// bounced waits for wait and returns the error, if any, that the
+	// receiver reported since for the datagrams just sent (UDP's ICMP).
+	bounced(wait time.Duration) error
 	// maxPayload is the default payload limit.
 	maxPayload() int
 	close() error
@@ -43,6 +46,7 @@ func (t writerTransport) writeBatch(bufs [][]byte) (int, error) {
 func (writerTransport) setDeadline(time.Time)                              {}
 func (writerTransport) probe(context.Context, time.Duration) (bool, error) { return false, nil }
 func (writerTransport) staleRefused() bool                                 { return false }
+func (writerTransport) bounced(time.Duration) error                        { return nil }
 func (writerTransport) maxPayload() int                                    { return UDPPayload }
 
 func (t writerTransport) close() error {
