@@ -22,7 +22,8 @@ const (
 	StatsD
 	// StatsdExporter is Prometheus' statsd_exporter: DogStatsD tags, no bare
 	// tags, sets, container or cardinality fields; a negative gauge is
-	// preceded by "name:0|g" as for StatsD.
+	// preceded by "name:0|g" as for StatsD; a negative counter sum, which a
+	// Prometheus counter cannot take, is not sent but counted as rejected.
 	StatsdExporter
 	// Telegraf is Telegraf's statsd input without datadog_extensions: tags
 	// in the name as "name,k=v,k=v", distributions as "h", several values per
@@ -79,12 +80,13 @@ type dialectSpec struct {
 	multi      multiStyle
 	types      [numKinds]string // type field with its '|', by Kind
 	gaugeReset bool             // a negative gauge needs "name:0|g" first
+	noNegCount bool             // the receiver rejects a negative counter
 }
 
 var dialects = [numDialects]dialectSpec{
 	DogStatsD:      {tags: tagsSuffix, multi: multiPacked, types: [numKinds]string{"|c", "|g", "|h", "|d", "|ms"}},
 	StatsD:         {tags: tagsNone, multi: multiRepeat, types: [numKinds]string{"|c", "|g", "|ms", "|ms", "|ms"}, gaugeReset: true},
-	StatsdExporter: {tags: tagsSuffix, multi: multiPacked, types: [numKinds]string{"|c", "|g", "|h", "|d", "|ms"}, gaugeReset: true},
+	StatsdExporter: {tags: tagsSuffix, multi: multiPacked, types: [numKinds]string{"|c", "|g", "|h", "|d", "|ms"}, gaugeReset: true, noNegCount: true},
 	Telegraf:       {tags: tagsInName, multi: multiRepeat, types: [numKinds]string{"|c", "|g", "|h", "|h", "|ms"}, gaugeReset: true},
 	Gostatsd:       {tags: tagsSuffix, multi: multiNone, types: [numKinds]string{"|c", "|g", "|h", "|h", "|ms"}, gaugeReset: true},
 }

@@ -50,7 +50,8 @@
 //	gostatsd         |#k:v           h / h      one per line      0|g first
 //
 // No dialect sends sets, events, service checks, container or cardinality
-// fields, or bare tags. A sample rate r is written so that 1/r parses back
+// fields, or bare tags; statsd_exporter gets no negative counter sums,
+// which a Prometheus counter cannot take (they are counted as rejected). A sample rate r is written so that 1/r parses back
 // to the intended count, since statsd_exporter and Telegraf truncate it to
 // an integer number of observations.
 //

@@ -32,6 +32,9 @@ type PackerStats struct {
 	Bytes     uint64 // payload bytes handed to the sink
 	// TooLong counts lines dropped for being longer than a whole datagram.
 	TooLong uint64
+	// Rejected counts lines not sent because the dialect's receiver would
+	// reject them: negative counter sums for statsd_exporter.
+	Rejected uint64
 }
 
 // Packer writes aggregated series as "\n"-terminated lines of its
@@ -207,6 +210,10 @@ func (p *Packer) render(k Key, s *series) *lineParts {
 
 // counter packs "name:v|c".
 func (p *Packer) counter(k Key, s *series, v int64) {
+	if v < 0 && p.d.noNegCount {
+		p.stats.Rejected++
+		return
+	}
 	lp := p.parts(k, s)
 	c := lp.class
 	buf := p.open[c]

@@ -62,6 +62,18 @@ func TestPackerTooLong(t *testing.T) {
 	}
 }
 
+func TestPackerRejects(t *testing.T) {
+	in, agg, p, sink := setup(t, StatsdExporter, UDPPayload, InternerOptions{})
+	c := mustRegister(t, in, MetricSpec{Name: "c", TagKeys: []string{"k"}})
+	agg.Add(c.Key([]byte("neg")), -2)
+	agg.Add(c.Key([]byte("pos")), 2)
+	agg.Flush(p)
+	p.Flush()
+	if got := sink.all(); got != "c:2|c|#k:pos\n" || p.Stats().Rejected != 1 {
+		t.Errorf("got %q, rejected %d", got, p.Stats().Rejected)
+	}
+}
+
 func TestAppendRate(t *testing.T) {
 	for n := uint64(2); n < 200000; n++ {
 		b := appendRate(nil, n)

@@ -41,6 +41,7 @@ const (
 	StatReconnects          // successful reconnections of the socket
 	StatFlushesDeferred     // flushes skipped while the breaker was open
 	StatLinesTooLong        // lines longer than a datagram, never queued
+	StatLinesRejected       // lines the dialect's receiver would reject, never queued
 	numStats
 )
 
@@ -54,7 +55,7 @@ var statNames = [numStats]string{
 	"dropped_priority", "dropped_priority_lines",
 	"dropped_closed", "dropped_closed_lines",
 	"breaker_opened", "breaker_probes", "breaker_closed",
-	"reconnects", "flushes_deferred", "lines_too_long",
+	"reconnects", "flushes_deferred", "lines_too_long", "lines_rejected",
 }
 
 // String returns the stat's metric-name suffix, such as "datagrams_sent".

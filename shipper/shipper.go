@@ -56,7 +56,7 @@ type Shipper struct {
 	counters  *SelfCounters
 	latency   *Latency
 	flushStat *CounterShard
-	tooLong   uint64 // packer's TooLong already counted
+	last      PackerStats // packer's stats already counted
 	sendStat  *CounterShard
 	timeout   time.Duration
 	probeWait time.Duration
@@ -175,8 +175,9 @@ func (s *Shipper) Flush(a *Aggregator) bool {
 	s.latency.seal(gen)
 	s.packer.Flush()
 	st := s.packer.Stats()
-	s.flushStat.Add(StatLinesTooLong, st.TooLong-s.tooLong)
-	s.tooLong = st.TooLong
+	s.flushStat.Add(StatLinesTooLong, st.TooLong-s.last.TooLong)
+	s.flushStat.Add(StatLinesRejected, st.Rejected-s.last.Rejected)
+	s.last = st
 	return true
 }
 
@@ -388,7 +389,8 @@ func (s *Shipper) FillSignals(sig *Signals, prev Counts) Counts {
 	_, dl := c.Dropped()
 	_, pl := prev.Dropped()
 	sig.Lines = c[StatLinesQueued] - prev[StatLinesQueued]
-	sig.UserDrops = dl - pl + c[StatLinesFailed] - prev[StatLinesFailed] + c[StatLinesTooLong] - prev[StatLinesTooLong]
+	sig.UserDrops = dl - pl + c[StatLinesFailed] - prev[StatLinesFailed] + c[StatLinesTooLong] - prev[StatLinesTooLong] +
+		c[StatLinesRejected] - prev[StatLinesRejected]
 	sig.SendErrors = c[StatDatagramsFailed] - prev[StatDatagramsFailed] + c[StatBreakerOpened] - prev[StatBreakerOpened]
 	sig.QueueFill = s.QueueFill()
 	return c

@@ -51,7 +51,7 @@ type pipeline struct {
 // shipTotals are cumulative totals of the shipper.
 type shipTotals struct {
 	// Dropped counts lines that were not sent: failed, dropped from the
-	// queue, or too long for a datagram.
+	// queue, too long for a datagram, or rejected by the dialect.
 	Dropped uint64
 }
 
@@ -151,7 +151,7 @@ func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record]) err
 	p.lastDrain = stats
 	c := p.ship.Stats().Counts
 	_, droppedLines := c.Dropped()
-	dropped := droppedLines + c[shipper.StatLinesFailed] + c[shipper.StatLinesTooLong]
+	dropped := droppedLines + c[shipper.StatLinesFailed] + c[shipper.StatLinesTooLong] + c[shipper.StatLinesRejected]
 	p.agg.Add(p.self[5], int64(dropped-p.packer.Dropped))
 	p.packer.Dropped = dropped
 
