@@ -4,16 +4,23 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/bpfstatd/bpfstatd/deploy/image"
@@ -140,6 +147,52 @@ func TestContents(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(root, "tmp")); err != nil || fi.Mode()&os.ModeSticky == 0 {
 		t.Errorf("/tmp not sticky: %v", fi.Mode())
+	}
+}
+
+// TestPush pushes the archive's layout to a registry, as `crane push`
+// would: the registry reports the digest Digest gave.
+func TestPush(t *testing.T) {
+	idx, archive := build(t)
+	path := filepath.Join(t.TempDir(), "image.tar")
+	if err := os.WriteFile(path, archive, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := image.Open(path, dir, image.DefaultPlatform()); err != nil {
+		t.Fatal(err)
+	}
+	l, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := l.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := l.ImageIndex(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	ref, err := name.ParseReference(strings.TrimPrefix(srv.URL, "http://") + "/bpfstatd:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(ref, top); err != nil {
+		t.Fatal(err)
+	}
+	got, err := remote.Head(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := image.Digest(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Digest != want {
+		t.Errorf("registry reports %s, Digest gave %s", got.Digest, want)
 	}
 }
 
