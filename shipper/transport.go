@@ -79,3 +79,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
+
+var (
+	_ transport = writerTransport{}
+	_ transport = (*udpTransport)(nil)
+	_ transport = (*unixTransport)(nil)
+	_ Sink      = (*Queue)(nil)
+)

@@ -125,8 +125,9 @@ func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record]) err
 	ledgers, lerr := sh.Ledgers()
 	stats := drain.Stats()
 
+	// Pack under the lock the drain goroutine takes; send outside it, so
+	// that a slow socket never stalls the drain.
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	var err error
 	if lerr == nil {
 		var seen, full, sampled uint64
@@ -156,6 +157,7 @@ func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record]) err
 	p.packer.Dropped = dropped
 
 	p.ship.Flush(p.agg)
+	p.mu.Unlock()
 	p.ship.Send(context.Background())
 	c = p.ship.Stats().Counts
 	if failed := c[shipper.StatDatagramsFailed]; failed != p.lastFailed && err == nil {
