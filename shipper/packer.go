@@ -214,7 +214,12 @@ func (p *Packer) counter(k Key, s *series, v int64) {
 		p.stats.Rejected++
 		return
 	}
-	lp := p.parts(k, s)
+	var lp *lineParts // p.parts, inlined by hand for the hot path
+	if int(k) < len(p.lines2) && p.lines2[k].gen == s.gen && p.lines2[k].head != "" {
+		lp = &p.lines2[k]
+	} else {
+		lp = p.render(k, s)
+	}
 	c := lp.class
 	buf := p.open[c]
 	if buf == nil {
