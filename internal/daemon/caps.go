@@ -25,23 +25,23 @@ var runtimeCaps = []uintptr{unix.CAP_BPF, unix.CAP_NET_ADMIN}
 var errCapsCgo = errors.New("capabilities can only be dropped by a binary built with CGO_ENABLED=0")
 
 // dropCapabilities reduces the capabilities of every thread of the process
-// to keep: it drops the rest from the bounding set, clears the ambient and
-// inheritable sets, and sets the permitted and effective sets to keep.
+// to those of keep that it holds: it drops the rest from the bounding set
+// (when it may: that needs CAP_SETPCAP, which a container that dropped ALL
+// lacks, and whose bounding set is then small already), clears the ambient
+// and inheritable sets, and sets the permitted and effective sets.
 func dropCapabilities(keep []uintptr) error {
 	var mask uint64
 	for _, c := range keep {
 		mask |= 1 << c
 	}
-	last, err := lastCap()
+	held, err := permitted()
 	if err != nil {
 		return err
 	}
-	for c := uintptr(0); c <= last; c++ {
-		if mask&(1<<c) != 0 {
-			continue
-		}
-		if err := allThreads(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0); err != nil {
-			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+	mask &= held
+	if held&(1<<unix.CAP_SETPCAP) != 0 {
+		if err := dropBounding(mask); err != nil {
+			return err
 		}
 	}
 	if err := allThreads(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); err != nil {
@@ -58,6 +58,34 @@ func dropCapabilities(keep []uintptr) error {
 	runtime.KeepAlive(data)
 	if err != nil {
 		return fmt.Errorf("set capabilities: %w", err)
+	}
+	return nil
+}
+
+// permitted returns the calling thread's permitted set; every thread of the
+// daemon has the same.
+func permitted() (uint64, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return 0, fmt.Errorf("read capabilities: %w", err)
+	}
+	return uint64(data[1].Permitted)<<32 | uint64(data[0].Permitted), nil
+}
+
+// dropBounding drops every capability outside mask from the bounding set.
+func dropBounding(mask uint64) error {
+	last, err := lastCap()
+	if err != nil {
+		return err
+	}
+	for c := uintptr(0); c <= last; c++ {
+		if mask&(1<<c) != 0 {
+			continue
+		}
+		if err := allThreads(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0); err != nil {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+		}
 	}
 	return nil
 }
