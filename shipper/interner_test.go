@@ -138,3 +138,41 @@ func BenchmarkKeyLookup(b *testing.B) {
 		m.Key(v)
 	}
 }
+
+// BenchmarkIntern measures a lookup of a value never seen before: while
+// the budget has room (a new series), and once it is full (the overflow
+// series, no allocation).
+func BenchmarkIntern(b *testing.B) {
+	vals := make([][]byte, 1<<16)
+	for i := range vals {
+		vals[i] = []byte("proc-" + strconv.Itoa(i))
+	}
+	b.Run("new", func(b *testing.B) {
+		b.ReportAllocs()
+		var in *Interner
+		var m *Metric
+		i := len(vals)
+		for b.Loop() {
+			if i == len(vals) {
+				b.StopTimer()
+				in, _ = NewInterner(InternerOptions{MaxSeries: len(vals), MaxSeriesPerMetric: len(vals)})
+				m = mustRegister(b, in, MetricSpec{Name: "m", TagKeys: []string{"comm"}})
+				i = 0
+				b.StartTimer()
+			}
+			m.Key(vals[i])
+			i++
+		}
+	})
+	b.Run("overflow", func(b *testing.B) {
+		in, _ := NewInterner(InternerOptions{MaxSeriesPerMetric: 1})
+		m := mustRegister(b, in, MetricSpec{Name: "m", TagKeys: []string{"comm"}})
+		m.Key([]byte("first"))
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			m.Key(vals[i&(len(vals)-1)])
+			i++
+		}
+	})
+}
