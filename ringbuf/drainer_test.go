@@ -2,123 +2,20 @@ package ringbuf_test
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"os"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 
-	"github.com/bpfstatd/bpfstatd/internal/kerneltest"
 	"github.com/bpfstatd/bpfstatd/ringbuf"
 )
 
-// testRecordSize is the size of the records the test program writes.
-const testRecordSize = 24
-
-// testRecord is what the test program writes: a kind, the value of its
-// counter map before the write, and a fixed pattern.
-type testRecord struct {
-	Kind    uint32
-	Seq     uint64
-	Pattern uint64
-}
-
-const testPattern = 0x0102030405060708
-
-var errTestRecord = errors.New("bad test record")
-
-func decodeTestRecord(b []byte, r *testRecord) error {
-	if len(b) != testRecordSize {
-		return errTestRecord
-	}
-	r.Kind = binary.LittleEndian.Uint32(b)
-	r.Seq = binary.LittleEndian.Uint64(b[8:])
-	r.Pattern = binary.LittleEndian.Uint64(b[16:])
-	if r.Kind != 1 || r.Pattern != testPattern {
-		return errTestRecord
-	}
-	return nil
-}
-
-// newWriter returns a ring buffer of size bytes and a function that runs a
-// program n times, each run writing one testRecord numbered by a counter,
-// and returns how many records the program has written in all. (The kernel
-// may run it more than n times: a test run interrupted by a signal is
-// restarted whole, so the program's counter is the truth.) The program is
-// assembled here, so the test needs no compiler.
-func newWriter(tb testing.TB, size uint32) (events *ebpf.Map, write func(n uint32) uint64) {
+func newDrainer(tb testing.TB, events *ebpf.Map, opts ringbuf.DrainOptions) *ringbuf.Drainer[testRecord] {
 	tb.Helper()
-	kerneltest.Require(tb)
-	events, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: size})
-	if err != nil {
-		tb.Fatalf("create ring buffer: %v", err)
-	}
-	tb.Cleanup(func() { events.Close() })
-	seq, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
-	if err != nil {
-		tb.Fatalf("create counter: %v", err)
-	}
-	tb.Cleanup(func() { seq.Close() })
-
-	insns := asm.Instructions{
-		// r6 = &seq[0]
-		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
-		asm.LoadMapPtr(asm.R1, seq.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -4),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "exit"),
-		asm.Mov.Reg(asm.R6, asm.R0),
-		// r0 = reserve(events, testRecordSize)
-		asm.LoadMapPtr(asm.R1, events.FD()),
-		asm.Mov.Imm(asm.R2, testRecordSize),
-		asm.Mov.Imm(asm.R3, 0),
-		asm.FnRingbufReserve.Call(),
-		asm.JEq.Imm(asm.R0, 0, "exit"),
-		// record = {1, seq++, pattern}
-		asm.StoreImm(asm.R0, 0, 1, asm.Word),
-		asm.StoreImm(asm.R0, 4, 0, asm.Word),
-		asm.LoadMem(asm.R1, asm.R6, 0, asm.DWord),
-		asm.StoreMem(asm.R0, 8, asm.R1, asm.DWord),
-		asm.Add.Imm(asm.R1, 1),
-		asm.StoreMem(asm.R6, 0, asm.R1, asm.DWord),
-		asm.LoadImm(asm.R1, testPattern, asm.DWord),
-		asm.StoreMem(asm.R0, 16, asm.R1, asm.DWord),
-		// submit without waking the reader
-		asm.Mov.Reg(asm.R1, asm.R0),
-		asm.Mov.Imm(asm.R2, 1), // BPF_RB_NO_WAKEUP
-		asm.FnRingbufSubmit.Call(),
-		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
-		asm.Return(),
-	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "MIT", Instructions: insns})
-	if err != nil {
-		tb.Fatalf("load writer program: %v", err)
-	}
-	tb.Cleanup(func() { prog.Close() })
-	packet := make([]byte, 64)
-	return events, func(n uint32) uint64 {
-		tb.Helper()
-		if n > 0 {
-			if _, err := prog.Run(&ebpf.RunOptions{Data: packet, Repeat: n}); err != nil {
-				tb.Fatalf("run writer program: %v", err)
-			}
-		}
-		var written uint64
-		if err := seq.Lookup(uint32(0), &written); err != nil {
-			tb.Fatalf("read writer counter: %v", err)
-		}
-		return written
-	}
-}
-
-func newDrainer(tb testing.TB, events *ebpf.Map) *ringbuf.Drainer[testRecord] {
-	tb.Helper()
-	d, err := ringbuf.NewDrainer(events, decodeTestRecord, ringbuf.DrainOptions{Poll: time.Millisecond})
+	d, err := ringbuf.NewDrainer(events, decodeTestRecord, opts)
 	if err != nil {
 		tb.Fatalf("NewDrainer: %v", err)
 	}
@@ -126,135 +23,402 @@ func newDrainer(tb testing.TB, events *ebpf.Map) *ringbuf.Drainer[testRecord] {
 	return d
 }
 
-// TestDrainerFlushOnCancel writes records that never wake the reader, then
-// cancels Run: every record must still be handed on, in order and intact.
-func TestDrainerFlushOnCancel(t *testing.T) {
-	events, write := newWriter(t, 64<<10)
-	d := newDrainer(t, events)
-	n := int(write(1000))
-
+func cancelled() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	var got []uint64
-	if err := d.Run(ctx, func(r *testRecord) { got = append(got, r.Seq) }); err != nil {
+	return ctx
+}
+
+// TestDrainerFlushOnCancel writes records that never wake the reader, then
+// runs a drainer whose timer never fires with a cancelled context: every
+// record must still be handed on, in order and intact.
+func TestDrainerFlushOnCancel(t *testing.T) {
+	events := newRingBuf(t, 64<<10)
+	w := newWriter(t, events, writerOptions{})
+	d := newDrainer(t, events, ringbuf.DrainOptions{Poll: time.Hour})
+	w.write(1000)
+
+	c := newSeqCheck()
+	if err := d.Run(cancelled(), c.see); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if len(got) != n {
-		t.Fatalf("drained %d records after cancel, want %d", len(got), n)
-	}
-	for i, s := range got {
-		if s != uint64(i) {
-			t.Fatalf("record %d has sequence %d", i, s)
-		}
-	}
-	if st := d.Stats(); st.Records != uint64(n) || st.Bytes != uint64(n)*testRecordSize || st.DecodeErrors != 0 {
-		t.Errorf("Stats = %+v, want %d records of %d bytes and no errors", st, n, testRecordSize)
+	c.check(t, w, 0)
+	n, _ := w.total()
+	if st := d.Stats(); st != (ringbuf.DrainStats{Records: n, Bytes: n * testRecordSize}) {
+		t.Errorf("Stats = %+v, want %d records of %d bytes", st, n, testRecordSize)
 	}
 }
 
-// TestDrainerConcurrent drains while the kernel writes, then cancels: all
-// records arrive exactly once.
-func TestDrainerConcurrent(t *testing.T) {
-	events, write := newWriter(t, 16<<10)
-	d := newDrainer(t, events)
-	var (
-		mu   sync.Mutex
-		next uint64
-		bad  int
-	)
+// consume pops r on its own goroutine until stop is closed and r is empty,
+// checking every record; done is closed once it has finished.
+func consume(r *ringbuf.Ring[testRecord], c *seqCheck, stop <-chan struct{}) (done <-chan struct{}) {
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		buf := make([]testRecord, 32)
+		for {
+			stopped := false
+			select {
+			case <-stop:
+				stopped = true
+			default:
+			}
+			n := r.PopBatch(buf)
+			for i := range buf[:n] {
+				c.see(&buf[i])
+			}
+			if n == 0 {
+				if stopped {
+					return
+				}
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+	}()
+	return ch
+}
+
+// runInto runs d.RunInto(ctx, r) on its own goroutine; the returned stop
+// cancels it and returns its error.
+func runInto(d *ringbuf.Drainer[testRecord], r ringbuf.Sink[testRecord]) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- d.Run(ctx, func(r *testRecord) {
-			mu.Lock()
-			if r.Seq != next {
-				bad++
+	go func() { done <- d.RunInto(ctx, r) }()
+	return func() error { cancel(); return <-done }
+}
+
+// TestDrainerFlushOnShutdown drains into a ring while records that never
+// wake the reader arrive; the timer never fires, so the records stay in
+// the kernel ring until shutdown, and must all arrive then.
+func TestDrainerFlushOnShutdown(t *testing.T) {
+	events := newRingBuf(t, 64<<10)
+	w := newWriter(t, events, writerOptions{})
+	d := newDrainer(t, events, ringbuf.DrainOptions{Poll: time.Hour})
+	r, err := ringbuf.NewRing[testRecord](256, ringbuf.RingOptions{Policy: ringbuf.Block})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newSeqCheck()
+	stopConsumer := make(chan struct{})
+	consumed := consume(r, c, stopConsumer)
+	stop := runInto(d, r)
+
+	time.Sleep(20 * time.Millisecond) // let the reader wait
+	w.write(1000)
+	time.Sleep(20 * time.Millisecond)
+	if st := d.Stats(); st.Records != 0 {
+		t.Errorf("%d records drained without a wakeup or a timeout", st.Records)
+	}
+	if f := d.Fill(); f <= 0 || f > 0.5 {
+		t.Errorf("Fill = %v with 1000 records of 32 bytes queued in 64 KiB", f)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("RunInto: %v", err)
+	}
+	close(stopConsumer)
+	<-consumed
+	c.check(t, w, 0)
+	if f := d.Fill(); f != 0 {
+		t.Errorf("Fill = %v after the flush", f)
+	}
+}
+
+// TestDrainerWakeups checks that records arrive while the drainer runs:
+// with a timer and no wakeups, and with forced wakeups and no timer.
+func TestDrainerWakeups(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		poll   time.Duration
+		wakeup int32
+	}{
+		{"timer", 5 * time.Millisecond, 0},
+		{"forced", time.Hour, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			events := newRingBuf(t, 64<<10)
+			w := newWriter(t, events, writerOptions{wakeup: tc.wakeup})
+			d := newDrainer(t, events, ringbuf.DrainOptions{Poll: tc.poll})
+			var got atomic.Uint64
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- d.Run(ctx, func(*testRecord) { got.Add(1) }) }()
+			time.Sleep(10 * time.Millisecond) // let the reader wait
+			w.write(100)
+			deadline := time.Now().Add(5 * time.Second)
+			for got.Load() < 100 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
 			}
-			next = r.Seq + 1
-			mu.Unlock()
+			n := got.Load()
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if n != 100 {
+				t.Errorf("%d of 100 records drained before shutdown", n)
+			}
 		})
-	}()
+	}
+}
+
+// TestDrainerConcurrent drains into a ring while the kernel writes, then
+// shuts down: all records arrive exactly once.
+func TestDrainerConcurrent(t *testing.T) {
+	events := newRingBuf(t, 16<<10)
+	w := newWriter(t, events, writerOptions{})
+	d := newDrainer(t, events, ringbuf.DrainOptions{Poll: time.Millisecond})
+	r, err := ringbuf.NewRing[testRecord](64, ringbuf.RingOptions{Policy: ringbuf.Block})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newSeqCheck()
+	stopConsumer := make(chan struct{})
+	consumed := consume(r, c, stopConsumer)
+	stop := runInto(d, r)
 	// Write in bursts smaller than the ring, waiting for the reader to
 	// catch up so none is lost to a full ring.
-	const bursts, per = 50, 100
-	var written uint64
-	for range bursts {
-		written = write(per)
+	for range 50 {
+		w.write(100)
 		deadline := time.Now().Add(5 * time.Second)
 		for d.Fill() > 0.5 && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
+	if err := stop(); err != nil {
+		t.Fatalf("RunInto: %v", err)
 	}
-	if next != written || bad != 0 || written < bursts*per {
-		t.Errorf("drained up to sequence %d with %d out of order, want %d (at least %d) in order", next, bad, written, bursts*per)
+	close(stopConsumer)
+	<-consumed
+	if written, full := w.total(); written < 5000 || full != 0 {
+		t.Errorf("wrote %d records, %d lost to a full kernel ring", written, full)
 	}
-}
-
-// TestDrainerDecodeErrors counts samples that do not decode and skips them.
-func TestDrainerDecodeErrors(t *testing.T) {
-	events, write := newWriter(t, 64<<10)
-	d, err := ringbuf.NewDrainer(events, func(b []byte, r *testRecord) error {
-		if err := decodeTestRecord(b, r); err != nil || r.Seq%2 == 1 {
-			return errTestRecord
-		}
-		return nil
-	}, ringbuf.DrainOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	written := write(10)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	n := uint64(0)
-	if err := d.Run(ctx, func(*testRecord) { n++ }); err != nil {
-		t.Fatal(err)
-	}
-	even := (written + 1) / 2
-	if st := d.Stats(); n != even || st.Records != even || st.DecodeErrors != written-even {
-		t.Errorf("emitted %d of %d, Stats = %+v; want %d records and %d decode errors", n, written, st, even, written-even)
+	c.check(t, w, 0)
+	if st := r.Stats(); st.Dropped != 0 || st.Popped != c.received {
+		t.Errorf("ring Stats %+v, received %d", st, c.received)
 	}
 }
 
-// TestDrainerAllocs proves that handing on records allocates nothing: a
-// drain of 1,000 queued records allocates no more than a drain of one.
-func TestDrainerAllocs(t *testing.T) {
-	events, write := newWriter(t, 256<<10)
-	d := newDrainer(t, events)
-	emit := func(*testRecord) {}
-	drain := func(n uint32) float64 {
-		const runs = 20
-		for range runs + 1 { // AllocsPerRun calls f once more to warm up
-			write(n)
-		}
-		return testing.AllocsPerRun(runs, func() {
-			ctx, cancel := context.WithCancel(context.Background())
-			cancel()
-			if err := d.Run(ctx, emit); err != nil {
+// TestDrainIntoStress drains into a small ring, under every policy, while
+// a producer writes on another goroutine and a consumer falls behind at
+// times. Each CPU's records arrive in order, none twice, and each one
+// missing is counted as dropped.
+func TestDrainIntoStress(t *testing.T) {
+	for _, p := range []ringbuf.Policy{ringbuf.RejectNewest, ringbuf.OverwriteOldest, ringbuf.Block} {
+		t.Run(p.String(), func(t *testing.T) {
+			events := newRingBuf(t, 64<<10)
+			w := newWriter(t, events, writerOptions{wakeup: 2 << 10})
+			d := newDrainer(t, events, ringbuf.DrainOptions{Poll: time.Millisecond})
+			r, err := ringbuf.NewRing[testRecord](128, ringbuf.RingOptions{Policy: p})
+			if err != nil {
 				t.Fatal(err)
+			}
+			c := newSeqCheck()
+			stopConsumer := make(chan struct{})
+			consumed := make(chan struct{})
+			go func() { // a consumer that falls behind now and then
+				defer close(consumed)
+				buf := make([]testRecord, 32)
+				for round := 0; ; round++ {
+					stopped := false
+					select {
+					case <-stopConsumer:
+						stopped = true
+					default:
+					}
+					n := r.PopBatch(buf[:1+round%len(buf)])
+					for i := range buf[:n] {
+						c.see(&buf[i])
+					}
+					switch {
+					case n == 0 && stopped:
+						return
+					case round%50 == 0:
+						time.Sleep(time.Millisecond)
+					case n == 0:
+						time.Sleep(20 * time.Microsecond)
+					}
+				}
+			}()
+			stop := runInto(d, r)
+			for range 200 {
+				w.write(100)
+			}
+			if err := stop(); err != nil {
+				t.Fatalf("RunInto: %v", err)
+			}
+			close(stopConsumer)
+			<-consumed
+
+			st, rs := d.Stats(), r.Stats()
+			written, full := w.total()
+			t.Logf("written %d, kernel ring full %d, received %d, drain %+v, ring %+v", written, full, c.received, st, rs)
+			c.check(t, w, st.Dropped)
+			if st.Records != written || st.DecodeErrors != 0 {
+				t.Errorf("drained %d records with %d decode errors, want %d", st.Records, st.DecodeErrors, written)
+			}
+			if st.Dropped != rs.Dropped+rs.Overwritten || p == ringbuf.Block && st.Dropped != 0 {
+				t.Errorf("%v: drain dropped %d, ring %+v", p, st.Dropped, rs)
 			}
 		})
 	}
-	one, many := drain(1), drain(300)
-	t.Logf("allocations per drain: %v for 1 record, %v for 300", one, many)
-	if many > one {
-		t.Errorf("draining 300 records allocated %v times, one record %v: records allocate", many, one)
+}
+
+// TestDrainerDecodeErrors interleaves records of the wrong size and of an
+// unknown kind with good ones: the bad are counted and skipped, the good
+// arrive.
+func TestDrainerDecodeErrors(t *testing.T) {
+	events := newRingBuf(t, 64<<10)
+	good := newWriter(t, events, writerOptions{})
+	bad := []*writer{
+		newWriter(t, events, writerOptions{size: 8}),
+		newWriter(t, events, writerOptions{size: 16}),
+		newWriter(t, events, writerOptions{size: 32}),
+		newWriter(t, events, writerOptions{kind: 9}),
 	}
-	if st, written := d.Stats(), write(0); st.Records != written {
+	d := newDrainer(t, events, ringbuf.DrainOptions{})
+	var nbad uint64
+	for i := range 40 {
+		good.write(10)
+		bad[i%len(bad)].write(3)
+		nbad += 3
+	}
+	c := newSeqCheck()
+	if err := d.Run(cancelled(), c.see); err != nil {
+		t.Fatal(err)
+	}
+	c.check(t, good, 0)
+	n, _ := good.total()
+	if st := d.Stats(); st.Records != n || st.DecodeErrors != nbad {
+		t.Errorf("Stats = %+v; want %d records and %d decode errors", st, n, nbad)
+	}
+}
+
+// TestDrainerAllocs proves that a record costs no allocation on its way
+// from the kernel ring into a user ring.
+func TestDrainerAllocs(t *testing.T) {
+	events := newRingBuf(t, 256<<10)
+	w := newWriter(t, events, writerOptions{})
+	d := newDrainer(t, events, ringbuf.DrainOptions{})
+	r, err := ringbuf.NewRing[testRecord](4096, ringbuf.RingOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const runs = 100
+	w.write(runs + 1) // AllocsPerRun calls f once more to warm up
+	var rec testRecord
+	one := testing.AllocsPerRun(runs, func() {
+		if n, err := d.DrainOne(r); n != 1 || err != nil {
+			t.Fatalf("DrainOne: %d, %v", n, err)
+		}
+		r.Pop(&rec)
+	})
+	if one != 0 {
+		t.Errorf("%v allocations per record", one)
+	}
+
+	if st, written := d.Stats(), uint64(runs+1); st.Records != written {
 		t.Errorf("drained %d records, want %d", st.Records, written)
 	}
 }
 
-// TestNewDrainerErrors rejects a map that is not a ring buffer and a
-// negative poll interval.
+// TestDrainerRunAllocs checks that a whole drain allocates as much for a
+// thousand records as for one.
+func TestDrainerRunAllocs(t *testing.T) {
+	events := newRingBuf(t, 256<<10)
+	w := newWriter(t, events, writerOptions{})
+	d := newDrainer(t, events, ringbuf.DrainOptions{})
+	r, err := ringbuf.NewRing[testRecord](4096, ringbuf.RingOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf [256]testRecord
+	drain := func(n uint32) float64 {
+		const runs = 10
+		for range runs + 1 {
+			w.write(n)
+		}
+		ctx := cancelled()
+		return testing.AllocsPerRun(runs, func() {
+			if err := d.RunInto(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			for r.PopBatch(buf[:]) > 0 {
+			}
+		})
+	}
+	one, many := drain(1), drain(1000)
+	t.Logf("allocations per drain: %v for 1 record, %v for 1000", one, many)
+	if many > one {
+		t.Errorf("draining 1000 records allocated %v times, one record %v: records allocate", many, one)
+	}
+	if written, _ := w.total(); d.Stats().Records != written {
+		t.Errorf("drained %d records, want %d", d.Stats().Records, written)
+	}
+}
+
+// TestDrainerBlockFlushWait drains into a full Block ring whose consumer
+// has stopped: after shutdown, the drain waits FlushWait for room, then
+// counts what does not fit as dropped.
+func TestDrainerBlockFlushWait(t *testing.T) {
+	events := newRingBuf(t, 64<<10)
+	w := newWriter(t, events, writerOptions{})
+	d := newDrainer(t, events, ringbuf.DrainOptions{FlushWait: 20 * time.Millisecond})
+	r, err := ringbuf.NewRing[testRecord](4, ringbuf.RingOptions{Policy: ringbuf.Block})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.write(100)
+	start := time.Now()
+	if err := d.RunInto(cancelled(), r); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < 20*time.Millisecond || el > 2*time.Second {
+		t.Errorf("RunInto returned after %v, want about 20ms", el)
+	}
+	if st := d.Stats(); st.Records != 100 || st.Dropped != 96 || r.Len() != 4 {
+		t.Errorf("Stats %+v with %d in the ring, want 100 records, 96 dropped, 4 kept", st, r.Len())
+	}
+}
+
+// TestDrainerClose interrupts a Run with Close.
+func TestDrainerClose(t *testing.T) {
+	events := newRingBuf(t, 64<<10)
+	d, err := ringbuf.NewDrainer(events, decodeTestRecord, ringbuf.DrainOptions{Poll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(context.Background(), func(*testRecord) {}) }()
+	time.Sleep(10 * time.Millisecond)
+	if err := d.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrClosed) {
+			t.Errorf("Run after Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after Close")
+	}
+	if err := d.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if f := d.Fill(); f != 0 {
+		t.Errorf("Fill after Close: %v", f)
+	}
+	if err := d.Run(context.Background(), func(*testRecord) {}); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Run after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestNewDrainerErrors rejects a map that is not a ring buffer and
+// negative durations.
 func TestNewDrainerErrors(t *testing.T) {
-	events, _ := newWriter(t, uint32(os.Getpagesize()))
-	if _, err := ringbuf.NewDrainer(events, decodeTestRecord, ringbuf.DrainOptions{Poll: -1}); err == nil {
-		t.Error("NewDrainer accepted a negative poll interval")
+	events := newRingBuf(t, uint32(os.Getpagesize()))
+	for _, opts := range []ringbuf.DrainOptions{{Poll: -1}, {FlushWait: -1}} {
+		if _, err := ringbuf.NewDrainer(events, decodeTestRecord, opts); err == nil {
+			t.Errorf("NewDrainer accepted %+v", opts)
+		}
 	}
 	arr, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
 	if err != nil {

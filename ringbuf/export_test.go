@@ -1,0 +1,17 @@
+package ringbuf
+
+// DrainOne reads at most one record from the kernel ring and pushes it into
+// dst along the path RunInto takes for every record, without waiting. It
+// returns how many records it read.
+func (d *Drainer[T]) DrainOne(dst Sink[T]) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := dst.sinkRing()
+	full := d.batch
+	d.batch = d.batch[:1]
+	defer func() { d.batch = full }()
+	_, err := d.fill()
+	n := d.n
+	d.handOn(func(b []T) { d.push(r, b) })
+	return n, err
+}
