@@ -89,6 +89,13 @@ type NetOptions struct {
 	Logger *slog.Logger
 }
 
+// Check reports the first invalid option, such as a malformed pattern,
+// without loading anything.
+func (o NetOptions) Check() error {
+	_, err := o.withDefaults()
+	return err
+}
+
 func (o NetOptions) withDefaults() (NetOptions, error) {
 	for _, p := range slices.Concat(o.Include, o.Exclude) {
 		if _, err := path.Match(p, ""); err != nil {

@@ -145,8 +145,14 @@ func TestStatusDropsHealth(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &snap); err != nil || code != 0 {
 		t.Fatalf("--status --json exit %d, %v:\n%s", code, err, out)
 	}
-	if snap.PID != d.cmd.Process.Pid || len(snap.Collectors) != 1 || snap.Collectors[0].Events < 3*k || snap.RSSBytes == 0 {
-		t.Errorf("status %+v: want our pid, one collector with at least %d events, an RSS", snap, 3*k)
+	var proc admin.CollectorStatus
+	for _, c := range snap.Collectors {
+		if c.Name == "process" {
+			proc = c
+		}
+	}
+	if snap.PID != d.cmd.Process.Pid || proc.Programs != 3 || proc.Events < 3*k || snap.RSSBytes == 0 || snap.Breaker != "closed" {
+		t.Errorf("status %+v: want our pid, the process collector with at least %d events, an RSS, a closed breaker", snap, 3*k)
 	}
 	out, code = d.query(t, "--drops", "--json")
 	var drops []admin.Drop

@@ -93,7 +93,7 @@ func TestBadOutputBeforeLoad(t *testing.T) {
 func TestRunShowsExecLinesAndDetaches(t *testing.T) {
 	kerneltest.Require(t)
 	helper, name := helperBinary(t)
-	cmd := exec.Command(binary)
+	cmd := exec.Command(binary, "--admin-socket", filepath.Join(t.TempDir(), "admin.sock"))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +110,7 @@ func TestRunShowsExecLinesAndDetaches(t *testing.T) {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "host.process.exec:") && strings.HasSuffix(sc.Text(), "|#comm:"+name) {
+			if strings.HasPrefix(sc.Text(), "host.process.exec:") && containsTag(sc.Text(), "comm:"+name) {
 				found <- sc.Text()
 				break
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,16 +23,22 @@ const EnvPrefix = "BPFSTATD_"
 
 // Config is the daemon's configuration, as parsed from flags.
 type Config struct {
-	Output        Output
-	FlushInterval time.Duration
-	MaxPayload    int
-	Tags          []string
-	RingSize      uint32
-	WakeupBytes   uint64
-	Poll          time.Duration
-	LogLevel      string
-	LogFormat     string
-	AdminSocket   string
+	Collectors        []string
+	SyscallsByProcess bool
+	Interfaces        []string
+	ExcludeInterfaces []string
+	Dialect           shipper.Dialect
+	MaxSeries         int
+	Output            Output
+	FlushInterval     time.Duration
+	MaxPayload        int
+	Tags              []string
+	RingSize          uint32
+	WakeupBytes       uint64
+	Poll              time.Duration
+	LogLevel          string
+	LogFormat         string
+	AdminSocket       string
 	// MaxKernelDropRatio is the share of kernel events lost (ring full) in
 	// an interval above which the daemon reports itself unhealthy.
 	MaxKernelDropRatio float64
@@ -66,17 +73,26 @@ var errHelp = errors.New("help requested")
 // Config. Usage is written to stderr on --help.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	var (
-		cfg    Config
-		output string
-		tags   []string
+		cfg     Config
+		output  string
+		tags    []string
+		dialect string
+		hostTag bool
 	)
 	fs := pflag.NewFlagSet("bpfstatd", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
-	fs.StringVar(&output, "output", "stdout", "where metrics go: stdout, or udp://HOST:PORT")
+	fs.StringSliceVar(&cfg.Collectors, "collectors", strings.Split(defaultCollectors, ","), "collectors to run: "+strings.Join(collectorNames, ", "))
+	fs.BoolVar(&cfg.SyscallsByProcess, "syscalls-by-process", false, "also count syscalls by process name (a ring record per syscall: the busiest path)")
+	fs.StringSliceVar(&cfg.Interfaces, "interfaces", nil, "network interfaces to count, as name patterns such as eth* (default: all)")
+	fs.StringSliceVar(&cfg.ExcludeInterfaces, "exclude-interfaces", nil, "network interfaces not to count, as name patterns")
+	fs.StringVar(&output, "output", "stdout", "where metrics go: stdout, udp://HOST:PORT or unix:///PATH (a unixgram socket)")
+	fs.StringVar(&dialect, "dialect", "dogstatsd", "receiver's StatsD flavour: dogstatsd, statsd, statsd_exporter, telegraf or gostatsd")
 	fs.DurationVar(&cfg.FlushInterval, "flush-interval", time.Second, "how often aggregated metrics are shipped")
-	fs.IntVar(&cfg.MaxPayload, "max-payload", shipper.UDPPayload, "largest datagram payload in bytes (lines are never split)")
+	fs.IntVar(&cfg.MaxPayload, "max-payload", 0, "largest datagram payload in bytes, lines never split (0: 1432 for UDP over IPv4, 1232 over IPv6, 8192 for unixgram)")
 	fs.StringArrayVar(&tags, "tag", nil, "tag KEY:VALUE added to every metric (repeatable, or comma-separated)")
+	fs.BoolVar(&hostTag, "host-tag", true, "tag every metric host:NAME, NAME from $NODE_NAME or the hostname")
+	fs.IntVar(&cfg.MaxSeries, "max-series", 0, "cardinality budget: most distinct series in all (0: the shipper's default); past it, new tag values go to an overflow series")
 	fs.Uint32Var(&cfg.RingSize, "ring-size", bpf.DefaultRingSize, "bytes in each kernel ring buffer: a power of two, a multiple of the page size")
 	fs.Uint64Var(&cfg.WakeupBytes, "wakeup-bytes", 0, "queued bytes past which the kernel wakes the reader (0: a quarter of --ring-size)")
 	fs.DurationVar(&cfg.Poll, "poll", 10*time.Millisecond, "how often the reader drains the kernel ring without a wakeup")
@@ -114,7 +130,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if cfg.Output, err = ParseOutput(output); err != nil {
 		return cfg, &UsageError{fmt.Errorf("invalid --output: %w", err)}
 	}
-	return cfg, cfg.validate()
+	if cfg.Dialect, err = shipper.ParseDialect(dialect); err != nil {
+		return cfg, &UsageError{fmt.Errorf("invalid --dialect: %w", err)}
+	}
+	if err := cfg.validate(); err != nil || cfg.Query.any() {
+		return cfg, err
+	}
+	if hostTag {
+		cfg.Tags = append(cfg.Tags, "host:"+string(shipper.AppendTagValue(nil, []byte(hostName(getenv)))))
+	}
+	return cfg, nil
 }
 
 // applyEnv sets each flag not given on the command line from its
@@ -140,12 +165,24 @@ func (c Config) validate() error {
 		return usagef("invalid --flush-interval %v: must be positive", c.FlushInterval)
 	case c.Poll <= 0:
 		return usagef("invalid --poll %v: must be positive", c.Poll)
-	case c.MaxPayload < shipper.MinPayload || c.MaxPayload > c.Output.MaxPayload():
+	case c.MaxPayload != 0 && (c.MaxPayload < shipper.MinPayload || c.MaxPayload > c.Output.MaxPayload()):
 		return usagef("invalid --max-payload %d: must be between %d and %d for %s", c.MaxPayload, shipper.MinPayload, c.Output.MaxPayload(), c.Output)
 	case c.RingSize == 0 || c.RingSize&(c.RingSize-1) != 0 || int(c.RingSize)%os.Getpagesize() != 0:
 		return usagef("invalid --ring-size %d: must be a power of two multiple of the page size %d", c.RingSize, os.Getpagesize())
 	case c.WakeupBytes > uint64(c.RingSize):
 		return usagef("invalid --wakeup-bytes %d: must not exceed --ring-size %d", c.WakeupBytes, c.RingSize)
+	}
+	if err := checkCollectors(c.Collectors); err != nil {
+		return usagef("invalid --collectors: %w", err)
+	}
+	if c.SyscallsByProcess && !slices.Contains(c.Collectors, "syscalls") {
+		return usagef("--syscalls-by-process needs the syscalls collector in --collectors")
+	}
+	if err := (bpf.NetOptions{Include: c.Interfaces, Exclude: c.ExcludeInterfaces}).Check(); err != nil {
+		return usagef("invalid --interfaces or --exclude-interfaces: %w", err)
+	}
+	if c.MaxSeries < 0 {
+		return usagef("invalid --max-series %d: must not be negative", c.MaxSeries)
 	}
 	for _, t := range c.Tags {
 		if err := checkTag(t); err != nil {
@@ -173,6 +210,19 @@ func (c Config) validate() error {
 		return usagef("invalid --log-format %q: want auto, text or json", c.LogFormat)
 	}
 	return nil
+}
+
+// hostName is the node's name for the host tag: $NODE_NAME, as a
+// DaemonSet sets it from the downward API, or the hostname.
+func hostName(getenv func(string) string) string {
+	if n := getenv("NODE_NAME"); n != "" {
+		return n
+	}
+	n, err := os.Hostname()
+	if err != nil || n == "" {
+		return "unknown"
+	}
+	return n
 }
 
 // checkTag accepts KEY:VALUE tags whose bytes cannot break the wire format.

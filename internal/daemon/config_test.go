@@ -39,6 +39,18 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--log-format", "xml"}, "--log-format"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
+		{[]string{"--collectors", "process,disk"}, "--collectors"},
+		{[]string{"--collectors", ""}, "--collectors"},
+		{[]string{"--collectors", "process", "--syscalls-by-process"}, "--syscalls-by-process"},
+		{[]string{"--interfaces", "eth[0"}, "--interfaces"},
+		{[]string{"--exclude-interfaces", "[x"}, "--exclude-interfaces"},
+		{[]string{"--dialect", "graphite"}, "--dialect"},
+		{[]string{"--output", "unix://relative/path"}, "--output"},
+		{[]string{"--output", "unix:///run/dsd.sock", "--max-payload", "70000"}, "--max-payload"},
+		{[]string{"--max-series", "-1"}, "--max-series"},
+		{[]string{"--health-max-kernel-drops", "2"}, "--health-max-kernel-drops"},
+		{[]string{"--json"}, "--json"},
+		{[]string{"--health", "--watch"}, "--watch"},
 		{[]string{"stray"}, "stray"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -68,12 +80,12 @@ func TestMainExitCodes(t *testing.T) {
 // TestEnvironment sets flags from BPFSTATD_* unless given on the command
 // line, and rejects a bad value naming the variable.
 func TestEnvironment(t *testing.T) {
-	env := map[string]string{"BPFSTATD_FLUSH_INTERVAL": "5s", "BPFSTATD_OUTPUT": "udp://127.0.0.1:9125", "BPFSTATD_TAG": "env:prod,team:obs"}
+	env := map[string]string{"BPFSTATD_FLUSH_INTERVAL": "5s", "BPFSTATD_OUTPUT": "udp://127.0.0.1:9125", "BPFSTATD_TAG": "env:prod,team:obs", "NODE_NAME": "node-7"}
 	cfg, err := parseConfig([]string{"--flush-interval", "2s"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.FlushInterval != 2*time.Second || cfg.Output.String() != "udp://127.0.0.1:9125" || strings.Join(cfg.Tags, ",") != "env:prod,team:obs" {
+	if cfg.FlushInterval != 2*time.Second || cfg.Output.String() != "udp://127.0.0.1:9125" || strings.Join(cfg.Tags, ",") != "env:prod,team:obs,host:node-7" {
 		t.Errorf("config %+v", cfg)
 	}
 	env["BPFSTATD_POLL"] = "fast"
@@ -90,6 +102,8 @@ func TestParseOutput(t *testing.T) {
 		"udp://127.0.0.1:8125": "udp://127.0.0.1:8125",
 		"udp://[::1]:8125":     "udp://[::1]:8125",
 		"udp://localhost:1":    "udp://localhost:1",
+		"unix:///run/dsd.sock": "unix:///run/dsd.sock",
+		"unixgram:///a/b":      "unix:///a/b",
 	} {
 		o, err := ParseOutput(in)
 		if err != nil || o.String() != want {

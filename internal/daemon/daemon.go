@@ -11,12 +11,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/bpfstatd/bpfstatd/bpf"
 	"github.com/bpfstatd/bpfstatd/internal/admin"
 	"github.com/bpfstatd/bpfstatd/ringbuf"
+	"github.com/bpfstatd/bpfstatd/shipper"
 )
 
 // Main runs the daemon with args and returns the process exit code: 0 after
@@ -53,21 +55,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := bpf.CheckSupport(bpf.KernelBTFPath); err != nil {
 		return err
 	}
-	out, err := cfg.Output.open(stdout)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
-	p, err := newPipeline(out, cfg)
-	if err != nil {
-		return err
-	}
-	return runCollectors(ctx, cfg, p, log)
+	return runDaemon(ctx, cfg, stdout, log)
 }
 
-// runCollectors loads the collectors, drains their ring into p until ctx
-// is done, and ships a last time after detaching.
-func runCollectors(ctx context.Context, cfg Config, p *pipeline, log *slog.Logger) (err error) {
+// runDaemon loads the collectors, drains their ring into the pipeline and
+// ships every interval until ctx is done, then detaches everything, reads
+// what the kernel still holds, and ships it.
+func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) (err error) {
 	srv, err := admin.Listen(cfg.AdminSocket, nil)
 	if err != nil {
 		return err
@@ -78,30 +72,56 @@ func runCollectors(ctx context.Context, cfg Config, p *pipeline, log *slog.Logge
 		return err
 	}
 	defer func() { err = errors.Join(err, sh.Close()) }()
-	proc, err := bpf.LoadProcess(sh)
+	srcs, err := openSources(cfg, sh)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, proc.Close()) }()
+	defer func() {
+		for _, s := range srcs {
+			err = errors.Join(err, s.collector().Close())
+		}
+	}()
 	sh.ReleaseBTF()
-	collectors := []bpf.Collector{proc}
+	ship, err := cfg.Output.open(stdout, shipper.Options{Dialect: cfg.Dialect, MaxPayload: cfg.MaxPayload})
+	if err != nil {
+		return err
+	}
+	p, err := newPipeline(ship, srcs, cfg)
+	if err != nil {
+		return errors.Join(err, ship.Close(context.Background()))
+	}
 	drain, err := ringbuf.NewDrainer(sh.Events(), bpf.DecodeRecord, ringbuf.DrainOptions{Poll: cfg.Poll})
 	if err != nil {
-		return err
+		return errors.Join(err, ship.Close(context.Background()))
 	}
 	defer func() { err = errors.Join(err, drain.Close()) }()
-	if err := proc.Attach(); err != nil {
-		return err
+	names := make([]string, 0, len(srcs))
+	for _, s := range srcs {
+		if err := s.collector().Attach(); err != nil {
+			return errors.Join(err, ship.Close(context.Background()))
+		}
+		names = append(names, s.collector().Name())
 	}
 	if !cfg.KeepCaps {
 		if err := dropCapabilities(runtimeCaps); err != nil {
 			log.Warn("capabilities not dropped", "err", err)
 		}
 	}
-	st := newStatus(cfg, collectors)
+	health := shipper.NewHealth(shipper.HealthOptions{OnLevel: func(old, new shipper.Level) {
+		rate := new.SampleEvery()
+		for _, s := range srcs {
+			if r, ok := s.collector().(bpf.SampleRater); ok {
+				if err := r.SetSampleRate(rate); err != nil {
+					log.Warn("set kernel sample rate", "err", err)
+				}
+			}
+		}
+		log.Info("throttle level changed", "from", int(old), "to", int(new), "kernel_sample_rate", rate)
+	}})
+	st := newStatus(cfg, srcs, ship, health)
 	srv.SetSnapshot(st.snapshot)
-	log.Info("bpfstatd started", "output", cfg.Output.String(), "flush_interval", cfg.FlushInterval.String(),
-		"collectors", proc.Name(), "admin_socket", srv.Path())
+	log.Info("bpfstatd started", "output", cfg.Output.String(), "dialect", cfg.Dialect.String(),
+		"flush_interval", cfg.FlushInterval.String(), "collectors", strings.Join(names, ","), "admin_socket", srv.Path())
 
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
@@ -110,16 +130,21 @@ func runCollectors(ctx context.Context, cfg Config, p *pipeline, log *slog.Logge
 	wg.Go(func() { drainErr = drain.Run(bg, p.add) })
 	wg.Go(func() { adminErr = srv.Serve(bg) })
 
+	interval := cfg.FlushInterval
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
 	flush := func() {
-		if err := p.flush(sh, drain); err != nil {
+		iv, err := p.flush(sh, drain, health.Level())
+		if err != nil {
 			log.Warn("ship metrics", "err", err)
 		}
-		if ledgers, err := sh.Ledgers(); err == nil {
-			st.update(ledgers, drain.Stats(), p.packer.Dropped)
+		level := health.Observe(iv.signals)
+		st.update(iv)
+		if next := level.FlushInterval(cfg.FlushInterval); next != interval {
+			interval = next
+			tick.Reset(interval)
 		}
 	}
-	tick := time.NewTicker(cfg.FlushInterval)
-	defer tick.Stop()
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
@@ -128,11 +153,17 @@ func runCollectors(ctx context.Context, cfg Config, p *pipeline, log *slog.Logge
 		}
 		flush()
 	}
-	// Stop intake, read everything the kernel queued, and ship it.
-	err = proc.Detach()
+	// Stop intake, read everything the kernel queued, ship it, and wait
+	// (a little) for the sends.
+	for _, s := range srcs {
+		err = errors.Join(err, s.collector().Detach())
+	}
 	stopBG()
 	wg.Wait()
 	flush()
+	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = errors.Join(err, ship.Close(closeCtx))
 	log.Info("bpfstatd stopped", "records", drain.Stats().Records)
 	return errors.Join(err, drainErr, adminErr)
 }

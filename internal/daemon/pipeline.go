@@ -2,9 +2,8 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
-	"net"
 	"sync"
 
 	"github.com/bpfstatd/bpfstatd/bpf"
@@ -12,157 +11,160 @@ import (
 	"github.com/bpfstatd/bpfstatd/shipper"
 )
 
-// Metric names shipped by the process collector and about bpfstatd itself.
+// Metrics about bpfstatd itself, shipped every interval even when zero.
 const (
-	MetricExec         = "host.process.exec"
-	MetricExit         = "host.process.exit"
-	MetricFork         = "host.process.fork"
 	MetricKernelSeen   = "bpfstatd.kernel.seen"
 	MetricRingFull     = "bpfstatd.kernel.ring_full"
 	MetricSampledOut   = "bpfstatd.kernel.sampled_out"
 	MetricDrainRecords = "bpfstatd.drain.records"
 	MetricDecodeErrors = "bpfstatd.drain.decode_errors"
 	MetricLinesDropped = "bpfstatd.ship.lines_dropped"
-	commTagKey         = "comm"
+	MetricThrottle     = "bpfstatd.throttle.level"
 )
 
-// pipeline aggregates decoded records per flush interval and ships them.
-// add is called by the drain goroutine, flush by the flush loop.
+var selfCounters = [...]string{MetricKernelSeen, MetricRingFull, MetricSampledOut, MetricDrainRecords, MetricDecodeErrors, MetricLinesDropped}
+
+// pipeline aggregates ring records and kernel counters per flush interval
+// and ships them. add is called by the drain goroutine; flush by the flush
+// loop; mu guards the interner, the aggregator and the sources between
+// them.
 type pipeline struct {
-	mu   sync.Mutex
-	in   *shipper.Interner
-	agg  *shipper.Aggregator
-	ship *shipper.Shipper
-	proc bpf.ProcessRecord
+	mu      sync.Mutex
+	in      *shipper.Interner
+	agg     *shipper.Aggregator
+	ship    *shipper.Shipper
+	latency *shipper.Latency
+	srcs    []source
+	byKind  [8]source // ring record kind -> source
+	self    [len(selfCounters)]shipper.Key
+	level   shipper.Key
 
-	exec, fork, exit *shipper.Metric
-	self             [6]shipper.Key // by selfMetrics
-
-	// packer holds the shipper's cumulative totals that the flush loop
-	// reads for the status query.
-	packer shipTotals
-
-	// last values of cumulative counters, for deltas
+	// cumulative counts at the last flush, for deltas
 	lastLedger []bpf.Ledger
 	lastDrain  ringbuf.DrainStats
-	lastFailed uint64
+	lastCounts shipper.Counts
+	lastSent   uint64
 }
 
-// shipTotals are cumulative totals of the shipper.
-type shipTotals struct {
-	// Dropped counts lines that were not sent: failed, dropped from the
-	// queue, too long for a datagram, or rejected by the dialect.
-	Dropped uint64
+// interval is what one flush measured, for the health monitor and status.
+type interval struct {
+	ledgers  []bpf.Ledger
+	signals  shipper.Signals
+	shipped  shipper.Counts
+	drain    ringbuf.DrainStats
+	linesOut uint64 // lines lost in user space since start
 }
 
-var selfMetrics = [...]string{MetricKernelSeen, MetricRingFull, MetricSampledOut, MetricDrainRecords, MetricDecodeErrors, MetricLinesDropped}
+// recordKinds says which source handles each ring record kind.
+var recordKinds = map[bpf.Kind]string{
+	bpf.KindExec: "process", bpf.KindExit: "process", bpf.KindFork: "process",
+	bpf.KindTCP: "tcp", bpf.KindOOM: "oom", bpf.KindSyscall: "syscalls",
+}
 
-var (
-	failedFalse = []byte("false")
-	failedTrue  = []byte("true")
-)
-
-func newPipeline(out io.Writer, cfg Config) (*pipeline, error) {
-	in, err := shipper.NewInterner(shipper.InternerOptions{Tags: cfg.Tags})
+func newPipeline(ship *shipper.Shipper, srcs []source, cfg Config) (*pipeline, error) {
+	in, err := shipper.NewInterner(shipper.InternerOptions{Tags: cfg.Tags, MaxSeries: cfg.MaxSeries})
 	if err != nil {
 		return nil, err
 	}
-	p := &pipeline{in: in, agg: shipper.NewAggregator(in, shipper.AggregatorOptions{})}
-	register := func(spec shipper.MetricSpec) *shipper.Metric {
-		m, rerr := in.Register(spec)
-		if err == nil {
-			err = rerr
-		}
-		return m
+	p := &pipeline{
+		in:      in,
+		agg:     shipper.NewAggregator(in, shipper.AggregatorOptions{IdleIntervals: 60}),
+		ship:    ship,
+		latency: ship.Latency(),
+		srcs:    srcs,
 	}
-	p.exec = register(shipper.MetricSpec{Name: MetricExec, TagKeys: []string{commTagKey}})
-	p.fork = register(shipper.MetricSpec{Name: MetricFork, TagKeys: []string{commTagKey}})
-	p.exit = register(shipper.MetricSpec{Name: MetricExit, TagKeys: []string{commTagKey, "failed"}})
-	for i, name := range selfMetrics {
-		if m := register(shipper.MetricSpec{Name: name, Priority: shipper.Critical, KeepZero: true}); m != nil {
+	r := &registrar{in: in}
+	for i, name := range selfCounters {
+		if m := r.metric(shipper.MetricSpec{Name: name, Priority: shipper.Critical, KeepZero: true}); m != nil {
 			p.self[i] = m.Key()
 		}
 	}
-	if err != nil {
-		return nil, err
+	if m := r.metric(shipper.MetricSpec{Name: MetricThrottle, Kind: shipper.Gauge, Priority: shipper.Critical}); m != nil {
+		p.level = m.Key()
 	}
-	opts := shipper.Options{MaxPayload: cfg.MaxPayload}
-	if c, ok := out.(net.Conn); ok {
-		p.ship, err = shipper.NewConn(c, opts) // batched sends and breaker probes
-	} else {
-		p.ship, err = shipper.NewWriter(out, opts)
+	for _, s := range srcs {
+		s.register(r)
+		for kind, name := range recordKinds {
+			if name == s.collector().Name() {
+				p.byKind[kind] = s
+			}
+		}
 	}
-	if err != nil {
-		return nil, err
+	if r.err != nil {
+		return nil, r.err
 	}
 	return p, nil
 }
 
-// add counts one record, scaled by its sampling rate.
+// add aggregates one ring record, scaled by its sampling rate.
 func (p *pipeline) add(r *bpf.Record) {
-	if r.Process(&p.proc) != nil {
+	if int(r.Kind) >= len(p.byKind) || p.byKind[r.Kind] == nil {
 		return
 	}
+	p.latency.Event(r.TimeNS)
 	p.mu.Lock()
-	n, name := int64(p.proc.Rate), p.proc.Name()
-	switch p.proc.Kind {
-	case bpf.KindExec:
-		p.agg.Add(p.exec.Key(name), n)
-	case bpf.KindFork:
-		p.agg.Add(p.fork.Key(name), n)
-	case bpf.KindExit:
-		failed := failedFalse
-		if p.proc.Failed() {
-			failed = failedTrue
-		}
-		p.agg.Add(p.exit.Key(name, failed), n)
-	}
+	p.byKind[r.Kind].record(r, p.agg)
 	p.mu.Unlock()
 }
 
-// flush ships the interval's counters and bpfstatd's own.
-func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record]) error {
-	ledgers, lerr := sh.Ledgers()
-	stats := drain.Stats()
-
-	// Pack under the lock the drain goroutine takes; send outside it, so
-	// that a slow socket never stalls the drain.
-	p.mu.Lock()
-	var err error
-	if lerr == nil {
-		var seen, full, sampled uint64
-		for i, l := range ledgers {
-			var last bpf.Ledger
-			if i < len(p.lastLedger) {
-				last = p.lastLedger[i]
-			}
-			seen += l.Seen - last.Seen
-			full += l.RingFull - last.RingFull
-			sampled += l.SampledOut - last.SampledOut
-		}
-		p.agg.Add(p.self[0], int64(seen))
-		p.agg.Add(p.self[1], int64(full))
-		p.agg.Add(p.self[2], int64(sampled))
-		p.lastLedger = ledgers
-	} else {
-		err = fmt.Errorf("read kernel ledger: %w", lerr)
+// flush reads the kernel counters, adds bpfstatd's own, packs the interval
+// and sends it. It returns what it measured, and the first error.
+func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record], level shipper.Level) (interval, error) {
+	var errs []error
+	ledgers, err := sh.Ledgers()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("read kernel ledger: %w", err))
+		ledgers = p.lastLedger
 	}
-	p.agg.Add(p.self[3], int64(stats.Records-p.lastDrain.Records))
-	p.agg.Add(p.self[4], int64(stats.DecodeErrors-p.lastDrain.DecodeErrors))
-	p.lastDrain = stats
-	c := p.ship.Stats().Counts
-	_, droppedLines := c.Dropped()
-	dropped := droppedLines + c[shipper.StatLinesFailed] + c[shipper.StatLinesTooLong] + c[shipper.StatLinesRejected]
-	p.agg.Add(p.self[5], int64(dropped-p.packer.Dropped))
-	p.packer.Dropped = dropped
+	iv := interval{ledgers: ledgers, drain: drain.Stats()}
+	iv.signals.RingFill = drain.Fill()
+	var seen, full, sampled uint64
+	for i, l := range ledgers {
+		var last bpf.Ledger
+		if i < len(p.lastLedger) {
+			last = p.lastLedger[i]
+		}
+		seen += l.Seen - last.Seen
+		full += l.RingFull - last.RingFull
+		sampled += l.SampledOut - last.SampledOut
+	}
+	iv.signals.Events, iv.signals.KernelDrops = seen, full
 
+	// Aggregate under the lock the drain goroutine takes; send outside it,
+	// so that a slow socket never stalls the drain.
+	p.mu.Lock()
+	for _, s := range p.srcs {
+		if err := s.read(p.agg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c := p.ship.Stats().Counts
+	dropped := linesLost(c)
+	for i, v := range [...]uint64{seen, full, sampled,
+		iv.drain.Records - p.lastDrain.Records, iv.drain.DecodeErrors - p.lastDrain.DecodeErrors,
+		dropped - linesLost(p.lastCounts)} {
+		p.agg.Add(p.self[i], int64(v))
+	}
+	p.agg.Set(p.level, float64(level))
+	p.agg.SetShed(level.Shed())
 	p.ship.Flush(p.agg)
 	p.mu.Unlock()
 	p.ship.Send(context.Background())
-	c = p.ship.Stats().Counts
-	if failed := c[shipper.StatDatagramsFailed]; failed != p.lastFailed && err == nil {
-		err = fmt.Errorf("write %d datagrams: %w", failed-p.lastFailed, p.ship.Err())
+
+	p.lastCounts = p.ship.FillSignals(&iv.signals, p.lastCounts)
+	iv.signals.HeapBytes = shipper.HeapBytes()
+	iv.shipped, iv.linesOut = p.lastCounts, linesLost(p.lastCounts)
+	if failed := p.lastCounts[shipper.StatDatagramsFailed]; failed != p.lastSent {
+		errs = append(errs, fmt.Errorf("send %d datagrams: %w", failed-p.lastSent, p.ship.Err()))
+		p.lastSent = failed
 	}
-	p.lastFailed = c[shipper.StatDatagramsFailed]
-	return err
+	p.lastLedger, p.lastDrain = ledgers, iv.drain
+	return iv, errors.Join(errs...)
+}
+
+// linesLost counts the lines lost in user space: dropped from the queue,
+// failed to send, too long for a datagram, or rejected by the dialect.
+func linesLost(c shipper.Counts) uint64 {
+	_, dropped := c.Dropped()
+	return dropped + c[shipper.StatLinesFailed] + c[shipper.StatLinesTooLong] + c[shipper.StatLinesRejected]
 }

@@ -3,7 +3,6 @@ package daemon
 import (
 	"fmt"
 	"os"
-	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,111 +10,110 @@ import (
 
 	"github.com/bpfstatd/bpfstatd/bpf"
 	"github.com/bpfstatd/bpfstatd/internal/admin"
-	"github.com/bpfstatd/bpfstatd/ringbuf"
+	"github.com/bpfstatd/bpfstatd/shipper"
 )
-
-// programmer is a collector that names its programs in the drop ledger.
-type programmer interface {
-	Programs() []bpf.Program
-}
 
 // status keeps what the admin socket reports. update is called by the
 // flush loop once per interval; snapshot by the admin server's goroutines.
 type status struct {
-	started    time.Time
-	output     string
-	collectors []bpf.Collector
-	maxDrop    float64
+	started time.Time
+	output  string
+	srcs    []source
+	ship    *shipper.Shipper
+	health  *shipper.Health
+	maxDrop float64
 
-	mu       sync.Mutex
-	last     time.Time
-	ledgers  []bpf.Ledger
-	rates    []float64 // events/s per collector over the last interval
-	drain    ringbuf.DrainStats
-	shipDrop uint64
-	unwell   []string // reasons from the last interval
+	mu     sync.Mutex
+	last   time.Time
+	iv     interval
+	rates  []float64 // events/s per source over the last interval
+	unwell []string  // reasons from the last interval
 }
 
-func newStatus(cfg Config, collectors []bpf.Collector) *status {
+func newStatus(cfg Config, srcs []source, ship *shipper.Shipper, health *shipper.Health) *status {
 	now := time.Now()
-	return &status{started: now, last: now, output: cfg.Output.String(), collectors: collectors, maxDrop: cfg.MaxKernelDropRatio}
+	return &status{started: now, last: now, output: cfg.Output.String(), srcs: srcs, ship: ship, health: health,
+		maxDrop: cfg.MaxKernelDropRatio}
 }
 
-// update records one interval's cumulative counters.
-func (s *status) update(ledgers []bpf.Ledger, drain ringbuf.DrainStats, shipDropped uint64) {
+// update records one interval.
+func (s *status) update(iv interval) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	secs := now.Sub(s.last).Seconds()
+	secs := max(now.Sub(s.last).Seconds(), 1e-9)
 	s.rates = s.rates[:0]
-	var seen, full uint64
-	for _, c := range s.collectors {
+	for _, src := range s.srcs {
 		var delta uint64
-		for _, p := range programsOf(c) {
-			if int(p) < len(ledgers) {
-				d := ledgers[p].Seen - s.ledgerAt(p).Seen
-				delta += d
-				seen += d
-				full += ledgers[p].RingFull - s.ledgerAt(p).RingFull
-			}
+		for _, p := range src.programs() {
+			delta += ledgerAt(iv.ledgers, p).Seen - ledgerAt(s.iv.ledgers, p).Seen
 		}
-		s.rates = append(s.rates, float64(delta)/max(secs, 1e-9))
+		s.rates = append(s.rates, float64(delta)/secs)
 	}
 	s.unwell = s.unwell[:0]
-	if seen > 0 && float64(full)/float64(seen) > s.maxDrop {
+	if sig := iv.signals; sig.Events > 0 && float64(sig.KernelDrops)/float64(sig.Events) > s.maxDrop {
 		s.unwell = append(s.unwell, fmt.Sprintf("kernel dropped %d of %d events (%.1f%%) in the last interval: ring full (raise --ring-size)",
-			full, seen, 100*float64(full)/float64(seen)))
+			sig.KernelDrops, sig.Events, 100*float64(sig.KernelDrops)/float64(sig.Events)))
 	}
-	s.ledgers, s.drain, s.shipDrop, s.last = ledgers, drain, shipDropped, now
+	if st := s.ship.Breaker(); st != shipper.BreakerClosed {
+		reason := "circuit breaker " + st.String()
+		if err := s.ship.Err(); err != nil {
+			reason += ": " + err.Error()
+		}
+		s.unwell = append(s.unwell, reason)
+	}
+	s.iv, s.last = iv, now
 }
 
-func (s *status) ledgerAt(p bpf.Program) bpf.Ledger {
-	if int(p) < len(s.ledgers) {
-		return s.ledgers[p]
+func ledgerAt(ledgers []bpf.Ledger, p bpf.Program) bpf.Ledger {
+	if int(p) < len(ledgers) {
+		return ledgers[p]
 	}
 	return bpf.Ledger{}
-}
-
-func programsOf(c bpf.Collector) []bpf.Program {
-	if p, ok := c.(programmer); ok {
-		return p.Programs()
-	}
-	return nil
 }
 
 // snapshot builds what the admin socket answers.
 func (s *status) snapshot() admin.Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	level := s.health.Level()
+	lat := s.ship.Latency().Stats()
 	snap := admin.Snapshot{
-		PID:      os.Getpid(),
-		Started:  s.started,
-		Uptime:   admin.Duration(time.Since(s.started)),
-		Output:   s.output,
-		Throttle: admin.Throttle{SampleRate: 1},
-		Breaker:  "closed",
-		RSSBytes: rss(),
+		PID:       os.Getpid(),
+		Started:   s.started,
+		Uptime:    admin.Duration(time.Since(s.started)),
+		Output:    s.output,
+		Throttle:  admin.Throttle{Level: int(level), SampleRate: level.SampleEvery()},
+		Breaker:   s.ship.Breaker().String(),
+		Latency:   admin.Latency{P50: admin.Duration(lat.P50), P99: admin.Duration(lat.P99), Max: admin.Duration(lat.Max)},
+		RSSBytes:  rss(),
+		HeapBytes: shipper.HeapBytes(),
 	}
-	snap.HeapBytes = heapBytes()
-	for i, c := range s.collectors {
-		cs := admin.CollectorStatus{Name: c.Name(), Programs: len(programsOf(c))}
-		for _, p := range programsOf(c) {
-			cs.Events += s.ledgerAt(p).Seen
+	for i, src := range s.srcs {
+		cs := admin.CollectorStatus{Name: src.collector().Name(), Programs: len(src.programs())}
+		for _, p := range src.programs() {
+			l := ledgerAt(s.iv.ledgers, p)
+			cs.Events += l.Seen
+			snap.Drops = append(snap.Drops,
+				admin.Drop{Stage: "kernel", Reason: "ring_full", Source: p.String(), Count: l.RingFull},
+				admin.Drop{Stage: "kernel", Reason: "sampled_out", Source: p.String(), Count: l.SampledOut})
 		}
 		if i < len(s.rates) {
 			cs.EventsPerSec = s.rates[i]
 		}
 		snap.Collectors = append(snap.Collectors, cs)
-		for _, p := range programsOf(c) {
-			l := s.ledgerAt(p)
-			snap.Drops = append(snap.Drops,
-				admin.Drop{Stage: "kernel", Reason: "ring_full", Source: p.String(), Count: l.RingFull},
-				admin.Drop{Stage: "kernel", Reason: "sampled_out", Source: p.String(), Count: l.SampledOut})
-		}
 	}
+	c := s.iv.shipped
 	snap.Drops = append(snap.Drops,
-		admin.Drop{Stage: "drain", Reason: "decode_error", Count: s.drain.DecodeErrors},
-		admin.Drop{Stage: "send", Reason: "lines_dropped", Count: s.shipDrop})
+		admin.Drop{Stage: "drain", Reason: "decode_error", Count: s.iv.drain.DecodeErrors},
+		admin.Drop{Stage: "queue", Reason: "dropped_oldest", Count: c[shipper.StatDroppedOldestLines]},
+		admin.Drop{Stage: "queue", Reason: "dropped_newest", Count: c[shipper.StatDroppedNewestLines]},
+		admin.Drop{Stage: "queue", Reason: "dropped_for_priority", Count: c[shipper.StatDroppedPriorityLine]},
+		admin.Drop{Stage: "queue", Reason: "left_at_shutdown", Count: c[shipper.StatDroppedClosedLines]},
+		admin.Drop{Stage: "send", Reason: "failed", Count: c[shipper.StatLinesFailed]},
+		admin.Drop{Stage: "send", Reason: "too_long", Count: c[shipper.StatLinesTooLong]},
+		admin.Drop{Stage: "send", Reason: "rejected_by_dialect", Count: c[shipper.StatLinesRejected]},
+	)
 	snap.Health = admin.Health{Healthy: len(s.unwell) == 0, Reasons: append([]string(nil), s.unwell...)}
 	return snap
 }
@@ -132,13 +130,4 @@ func rss() uint64 {
 	}
 	pages, _ := strconv.ParseUint(f[1], 10, 64)
 	return pages * uint64(os.Getpagesize())
-}
-
-func heapBytes() uint64 {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
 }
