@@ -241,7 +241,9 @@ func (n *Net) init() error {
 		return fmt.Errorf("open network namespace: %w", err)
 	}
 	n.ns = ns
-	if n.nl, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE); err != nil {
+	// A handle in the calling thread's namespace, which is ns: entering a
+	// namespace, even one's own, would need CAP_SYS_ADMIN.
+	if n.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 		return fmt.Errorf("open netlink: %w", err)
 	}
 	for d, p := range n.programs() {

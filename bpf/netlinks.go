@@ -56,8 +56,8 @@ func (n *Net) run(w *netWatcher, ready chan<- error) {
 	// Never unlocked: the thread ends with the goroutine instead of going
 	// back to the runtime in another namespace.
 	runtime.LockOSThread()
-	if err := netns.Set(n.ns); err != nil {
-		ready <- fmt.Errorf("enter network namespace: %w", err)
+	if err := enter(n.ns); err != nil {
+		ready <- err
 		return
 	}
 	sub, err := n.subscribe()
@@ -107,11 +107,28 @@ func (s *netSubscription) cancel() {
 	}
 }
 
+// enter moves the calling (locked) thread into ns, unless it is there
+// already: setns(2) needs CAP_SYS_ADMIN, which the daemon does not keep.
+func enter(ns netns.NsHandle) error {
+	cur, err := netns.Get()
+	if err != nil {
+		return fmt.Errorf("open network namespace: %w", err)
+	}
+	defer cur.Close()
+	if cur.Equal(ns) {
+		return nil
+	}
+	if err := netns.Set(ns); err != nil {
+		return fmt.Errorf("enter network namespace: %w", err)
+	}
+	return nil
+}
+
 func (n *Net) subscribe() (*netSubscription, error) {
 	s := &netSubscription{updates: make(chan netlink.LinkUpdate, 64), done: make(chan struct{})}
-	ns := n.ns
+	// The watcher's thread is in the host's namespace already: naming it
+	// here would make netlink enter it again, which needs CAP_SYS_ADMIN.
 	err := netlink.LinkSubscribeWithOptions(s.updates, s.done, netlink.LinkSubscribeOptions{
-		Namespace:         &ns,
 		ReceiveBufferSize: 1 << 20,
 		ErrorCallback: func(err error) {
 			select {

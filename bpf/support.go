@@ -32,9 +32,9 @@ const (
 // this kernel: the capabilities, the kernel BTF at btfPath (normally
 // [KernelBTFPath]), and the BPF ring buffer. (BTF-typed tracepoints came
 // with the ring buffer, in Linux 5.8; a probe for them would parse the
-// kernel's BTF a second time, so loading the programs is their test.) The error is one
-// sentence for an operator, wrapping [ErrPrivilege], [ErrNoBTF] or
-// [ErrKernel].
+// kernel's BTF a second time, so loading the programs is their test.) The
+// error is one sentence for an operator, wrapping [ErrPrivilege], [ErrNoBTF]
+// or [ErrKernel].
 func CheckSupport(btfPath string) error {
 	if err := checkCapabilities(); err != nil {
 		return err
@@ -49,15 +49,37 @@ func CheckSupport(btfPath string) error {
 	return nil
 }
 
-// checkCapabilities fails unless the effective set holds CAP_SYS_ADMIN, or
-// both CAP_BPF and CAP_PERFMON. The error names the ones that are missing.
-func checkCapabilities() error {
+// CheckNetAdmin fails, in one sentence wrapping [ErrPrivilege], unless the
+// process may attach programs to network links, as the net collector does:
+// that needs CAP_NET_ADMIN.
+func CheckNetAdmin() error {
+	eff, err := effectiveCaps()
+	if err != nil {
+		return err
+	}
+	if eff&(1<<unix.CAP_NET_ADMIN) == 0 {
+		return fmt.Errorf("bpfstatd lacks CAP_NET_ADMIN: the net collector needs it to attach to network links (add it, or leave net out of --collectors): %w", ErrPrivilege)
+	}
+	return nil
+}
+
+func effectiveCaps() (uint64, error) {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("read process capabilities: %w", err)
+		return 0, fmt.Errorf("read process capabilities: %w", err)
 	}
-	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	return uint64(data[1].Effective)<<32 | uint64(data[0].Effective), nil
+}
+
+// checkCapabilities fails unless the effective set holds CAP_SYS_ADMIN, or
+// both CAP_BPF and CAP_PERFMON. The error names the ones that are missing.
+func checkCapabilities() error {
+	eff, err := effectiveCaps()
+	if err != nil {
+		return err
+	}
+	has := func(c uint) bool { return eff&(1<<c) != 0 }
 	if has(unix.CAP_SYS_ADMIN) {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +55,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err := bpf.CheckSupport(bpf.KernelBTFPath); err != nil {
 		return err
+	}
+	if slices.Contains(cfg.Collectors, "net") {
+		if err := bpf.CheckNetAdmin(); err != nil {
+			return err
+		}
 	}
 	return runDaemon(ctx, cfg, stdout, log)
 }
