@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -260,6 +261,33 @@ func TestDrainIntoStress(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDrainerChasesProducer reads, without ever waiting, a ring that a
+// program on another CPU writes to: the reader keeps finding samples that
+// are still being written, and must read each once it is committed.
+func TestDrainerChasesProducer(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs")
+	}
+	events := newRingBuf(t, 64<<10)
+	w := newWriter(t, events, writerOptions{burst: 16})
+	d := newDrainer(t, events, ringbuf.DrainOptions{})
+	var stop atomic.Bool
+	c := newSeqCheck()
+	var err error
+	drained := onCPU(0, func() { err = d.DrainSpin(stop.Load, c.see) })
+	<-onCPU(1, func() {
+		for range 10 {
+			w.write(1 << 14)
+		}
+	})
+	stop.Store(true)
+	<-drained
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.check(t, w, 0)
 }
 
 // TestDrainerDecodeErrors interleaves records of the wrong size and of an

@@ -15,3 +15,24 @@ func (d *Drainer[T]) DrainOne(dst Sink[T]) (int, error) {
 	d.handOn(func(b []T) { d.push(r, b) })
 	return n, err
 }
+
+// DrainSpin reads with the batch path only, never waiting, handing each
+// record to emit, until stop returns true and then until the ring is empty.
+// It chases a producer as closely as a reader can.
+func (d *Drainer[T]) DrainSpin(stop func() bool, emit func(*T)) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	hand := func(b []T) {
+		for i := range b {
+			emit(&b[i])
+		}
+	}
+	for {
+		stopping := stop()
+		full, err := d.fill()
+		d.handOn(hand)
+		if err != nil || stopping && !full {
+			return err
+		}
+	}
+}

@@ -129,7 +129,9 @@ func (c *cursor) next() ([]byte, bool) {
 
 // skip is called when next returns false. It skips a discarded sample and
 // returns true, or returns false at the end of the batch: at the producer
-// position, at a busy sample, or at a malformed one, which sets err.
+// position, at a busy sample, or at a malformed one, which sets err. It
+// also returns true, skipping nothing, for a sample that was busy when
+// next looked and has been committed since.
 func (c *cursor) skip() bool {
 	left := c.end - c.pos
 	if left == 0 {
@@ -149,7 +151,9 @@ func (c *cursor) skip() bool {
 		c.err = fmt.Errorf("read sample of %d bytes: %w", n, io.ErrUnexpectedEOF)
 		return false
 	}
-	c.pos += size // discarded
+	if hdr&sampleDiscard != 0 {
+		c.pos += size
+	}
 	return true
 }
 

@@ -284,6 +284,7 @@ type seqCheck struct {
 	next     []uint64 // per CPU, the sequence number after the last received
 	received uint64
 	gaps     uint64
+	gapAt    []string // the first few gaps
 	bad      []string // the first few problems
 }
 
@@ -304,7 +305,12 @@ func (c *seqCheck) see(r *testRecord) {
 	case r.Seq < c.next[r.CPU]:
 		c.fail("cpu %d: record %d after %d", r.CPU, r.Seq, c.next[r.CPU]-1)
 	default:
-		c.gaps += r.Seq - c.next[r.CPU]
+		if r.Seq != c.next[r.CPU] {
+			c.gaps += r.Seq - c.next[r.CPU]
+			if len(c.gapAt) < 5 {
+				c.gapAt = append(c.gapAt, fmt.Sprintf("cpu %d: %d after %d", r.CPU, r.Seq, int64(c.next[r.CPU])-1))
+			}
+		}
 		c.next[r.CPU] = r.Seq + 1
 	}
 }
@@ -332,6 +338,6 @@ func (c *seqCheck) check(tb testing.TB, w *writer, lost uint64) {
 		c.next[cpu] = wc.Written
 	}
 	if c.received+lost != written || c.gaps != lost {
-		tb.Errorf("received %d of %d records with %d missing, want %d lost", c.received, written, c.gaps, lost)
+		tb.Errorf("received %d of %d records with %d missing, want %d lost; first gaps: %q", c.received, written, c.gaps, lost, c.gapAt)
 	}
 }
