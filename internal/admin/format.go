@@ -14,7 +14,11 @@ func WriteStatus(w io.Writer, s Snapshot) error {
 	fmt.Fprintf(tw, "bpfstatd\tpid %d, up %s, shipping to %s\n", s.PID, time.Duration(s.Uptime).Round(time.Second), s.Output)
 	fmt.Fprintf(tw, "health\t%s\n", healthLine(s.Health))
 	for _, c := range s.Collectors {
-		fmt.Fprintf(tw, "collector %s\t%d programs attached, %.1f events/s, %d events\n", c.Name, c.Programs, c.EventsPerSec, c.Events)
+		progs := "programs"
+		if c.Programs == 1 {
+			progs = "program"
+		}
+		fmt.Fprintf(tw, "collector %s\t%d %s attached, %.1f events/s, %d events\n", c.Name, c.Programs, progs, c.EventsPerSec, c.Events)
 	}
 	fmt.Fprintf(tw, "throttle\tlevel %d, kernel keeps 1 event in %d\n", s.Throttle.Level, max(s.Throttle.SampleRate, 1))
 	fmt.Fprintf(tw, "breaker\t%s\n", s.Breaker)

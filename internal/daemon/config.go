@@ -106,13 +106,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.BoolVar(&cfg.Query.Health, "health", false, "exit 0 if the running daemon is healthy, 1 with the reason if not")
 	fs.BoolVar(&cfg.Query.JSON, "json", false, "with --status, --drops or --health: print JSON")
 	fs.BoolVar(&cfg.Query.Watch, "watch", false, "with --status or --drops: refresh every second until interrupted")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: bpfstatd [flags]\n\nbpfstatd counts host events with eBPF and ships them as DogStatsD metrics.\nEvery flag can also be set as %s<NAME>, e.g. %sFLUSH_INTERVAL=5s.\n\nFlags:\n%s", EnvPrefix, EnvPrefix, fs.FlagUsages())
-	}
+	fs.Usage = func() { writeUsage(stderr, fs) }
 
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fs.Usage()
+		if errors.Is(err, pflag.ErrHelp) { // pflag printed the usage
 			return cfg, errHelp
 		}
 		return cfg, &UsageError{err}

@@ -111,3 +111,32 @@ func TestParseOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestUsageGroupsEveryFlag keeps --help complete and grouped: every flag
+// of a group is printed, and none is left for the "Other" group.
+func TestUsageGroupsEveryFlag(t *testing.T) {
+	var out strings.Builder
+	if _, err := parseConfig([]string{"--help"}, noEnv, &out); !errors.Is(err, errHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	grouped := map[string]bool{}
+	for _, g := range flagGroups {
+		for _, f := range g.flags {
+			grouped[f] = true
+		}
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if f, ok := strings.CutPrefix(strings.TrimSpace(line), "--"); ok {
+			name, _, _ := strings.Cut(strings.Fields(f)[0], "[")
+			grouped[name] = false
+		}
+	}
+	for f, missing := range grouped {
+		if missing {
+			t.Errorf("flag --%s is in a group but not printed", f)
+		}
+	}
+	if strings.Count(out.String(), "Usage:") != 1 || !strings.Contains(out.String(), "Querying a running daemon") || strings.Contains(out.String(), "\nOther:") {
+		t.Errorf("usage:\n%s", out.String())
+	}
+}
