@@ -75,19 +75,26 @@ func sumSchedStat(tb testing.TB, tasks []string) schedStat {
 	return sum
 }
 
-// workerEnv makes the test binary a busy worker (see [TestRunqWorker]).
+// workerEnv makes the test binary a busy worker (see [runqWorker]).
 const workerEnv = "BPFSTATD_RUNQ_WORKER"
 
-// TestRunqWorker is not a test but the busy worker that [TestRunqLatency]
-// runs as child processes: on one thread, whose id it prints first, it
-// spins for 50 µs and sleeps for 20 µs, over and over, until killed (or
-// for a minute at most, should the test be killed first). Each wakeup puts
-// it on a run queue. It sleeps with a raw system call, which Go's runtime
-// does not see, so that its monitor thread stays asleep.
-func TestRunqWorker(t *testing.T) {
-	if os.Getenv(workerEnv) != "1" {
-		t.Skip("not a test: the busy worker of TestRunqLatency")
+// TestMain runs the test binary as a busy worker of [TestRunqLatency] when
+// workerEnv is set, and as the tests otherwise.
+func TestMain(m *testing.M) {
+	if os.Getenv(workerEnv) == "1" {
+		runqWorker()
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// runqWorker is the busy worker that [TestRunqLatency] runs as child
+// processes: on one thread, whose id it prints first, it spins for 50 µs
+// and sleeps for 20 µs, over and over, until killed (or for a minute at
+// most, should the test be killed first). Each wakeup puts it on a run
+// queue. It sleeps with a raw system call, which Go's runtime does not see,
+// so that its monitor thread stays asleep.
+func runqWorker() {
 	runtime.LockOSThread()
 	fmt.Println(unix.Gettid())
 	pause := unix.Timespec{Nsec: 20_000}
@@ -104,7 +111,7 @@ func startWorkers(tb testing.TB, n int) []string {
 	tb.Helper()
 	tasks := make([]string, 0, n)
 	for range n {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestRunqWorker$")
+		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), workerEnv+"=1", "GOMAXPROCS=1")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		out, err := cmd.StdoutPipe()
