@@ -40,8 +40,8 @@ const drainChunk = 32768
 func BenchmarkDrain(b *testing.B) {
 	b.Run("backlog", benchBacklog)
 	b.Run("backlog-readinto", benchBacklogReadInto)
-	b.Run("producing/timer", func(b *testing.B) { benchProducing(b, 16<<20, 0) })
-	b.Run("producing/wakeup", func(b *testing.B) { benchProducing(b, 256<<10, 64<<10) })
+	b.Run("producing/timer", func(b *testing.B) { benchProducing(b, 16<<20, writerOptions{}) })
+	b.Run("producing/wakeup", func(b *testing.B) { benchProducing(b, 256<<10, writerOptions{wakeup: 64 << 10}) })
 }
 
 // backlogSize is the size of the kernel ring of the backlog benchmarks.
@@ -249,12 +249,13 @@ func popUntil(pop func([]testRecord) int, c *seqCheck, done <-chan struct{}) {
 	}
 }
 
-func benchProducing(b *testing.B, size uint32, wakeup int32) {
+func benchProducing(b *testing.B, size uint32, o writerOptions) {
 	if runtime.NumCPU() < 2 {
 		b.Skip("needs two CPUs")
 	}
 	events := newRingBuf(b, size)
-	w := newWriter(b, events, writerOptions{burst: 16, wakeup: wakeup})
+	o.burst = 16
+	w := newWriter(b, events, o)
 	d := newDrainer(b, events, ringbuf.DrainOptions{Poll: 10 * time.Millisecond})
 	r, err := ringbuf.NewRing[testRecord](8192, ringbuf.RingOptions{Policy: ringbuf.Block})
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	cebpf "github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/cpu"
 )
 
@@ -23,9 +22,10 @@ type Decoder[T any] func(sample []byte, into *T) error
 type DrainOptions struct {
 	// Poll is how long the reader waits for a wakeup before it reads the
 	// ring anyway: records submitted with BPF_RB_NO_WAKEUP below the
-	// kernel's forced-wakeup threshold wait at most this long. Zero means
-	// [DefaultPoll]. The wait is counted in whole milliseconds, so a Poll
-	// under a millisecond waits one.
+	// kernel's forced-wakeup threshold wait at most this long, and so may
+	// a record submitted without flags while the reader was busy reading.
+	// Zero means [DefaultPoll]. The wait is counted in whole milliseconds,
+	// so a Poll under a millisecond waits one.
 	Poll time.Duration
 
 	// FlushWait bounds how long, once the context of [Drainer.RunInto] is
@@ -72,10 +72,15 @@ func (l Lane[T]) sinkRing() *Ring[T] { return l.r }
 // ([Drainer.Run]) or into a user-space ring ([Drainer.RunInto]). Nothing is
 // allocated per record.
 //
-// It waits for the kernel's wakeups, and at most [DrainOptions.Poll], with
-// a [cebpf.Reader]; it reads the records the ring holds by mapping the ring
-// itself and giving the space back to the kernel once per batch, not once
-// per record.
+// It sleeps until the kernel wakes the reader or [DrainOptions.Poll] has
+// passed, then reads every record the ring holds, from its own mapping of
+// the ring, giving the space back to the kernel once per batch rather than
+// once per record as cilium's ringbuf.Reader does (which, with its lock,
+// costs more than all the rest of the drain). Its wait is edge-triggered:
+// woken by a forced wakeup, it drains the ring and sleeps again, where a
+// level-triggered reader such as cilium's returns from every wait while
+// the ring holds a record and so chases a busy producer, a system call for
+// every few records.
 //
 // One goroutine at a time, the drain goroutine, may call [Drainer.Run] or
 // [Drainer.RunInto]. Any goroutine may call [Drainer.Stats], and
@@ -84,7 +89,7 @@ func (l Lane[T]) sinkRing() *Ring[T] { return l.r }
 // The zero value is not usable; use [NewDrainer].
 type Drainer[T any] struct {
 	// Set by NewDrainer, then only read.
-	reader    *cebpf.Reader
+	waiter    *waiter
 	ring      *kernelRing
 	decode    Decoder[T]
 	poll      time.Duration
@@ -92,7 +97,6 @@ type Drainer[T any] struct {
 
 	// Owned by the drain goroutine, which holds mu while it runs.
 	mu        sync.Mutex
-	rec       cebpf.Record
 	batch     []T // DrainBatch long
 	n         int // decoded records at the start of batch
 	count     DrainStats
@@ -122,17 +126,19 @@ func NewDrainer[T any](events *ebpf.Map, decode Decoder[T], opts DrainOptions) (
 	if opts.FlushWait == 0 {
 		opts.FlushWait = DefaultFlushWait
 	}
-	r, err := cebpf.NewReader(events)
-	if err != nil {
-		return nil, fmt.Errorf("create drainer: %w", err)
+	if events.Type() != ebpf.RingBuf {
+		return nil, fmt.Errorf("create drainer: %v is not a ring buffer", events.Type())
 	}
 	k, err := mapKernelRing(events)
 	if err != nil {
-		r.Close()
 		return nil, fmt.Errorf("create drainer: %w", err)
 	}
+	w, err := newWaiter(events.FD())
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("create drainer: %w", err), k.unmap())
+	}
 	return &Drainer[T]{
-		reader:    r,
+		waiter:    w,
 		ring:      k,
 		decode:    decode,
 		poll:      opts.Poll,
@@ -186,50 +192,37 @@ func (d *Drainer[T]) run(ctx context.Context, sink *Ring[T], hand func([]T)) err
 	}
 	defer d.endRun()
 	if ctx.Err() == nil {
-		stop := context.AfterFunc(ctx, func() { _ = d.reader.Flush() })
+		stop := context.AfterFunc(ctx, func() { _ = d.waiter.wake() })
 		defer stop()
 	}
-	d.reader.SetDeadline(d.deadline())
-	flushing := false
+	deadline := time.Now().Add(d.poll)
 	for {
+		// Look at ctx before reading: a read that starts after ctx is
+		// done finds everything written before.
+		done := ctx.Err() != nil
 		full, err := d.fill()
 		d.handOn(hand)
-		if err != nil {
+		switch {
+		case err != nil:
 			return fmt.Errorf("drain ring buffer: %w", err)
-		}
-		if full && !d.closed.Load() && (flushing || ctx.Err() == nil) {
+		case d.closed.Load():
+			return fmt.Errorf("drain ring buffer: %w", os.ErrClosed)
+		case full:
 			continue
-		}
-		if !flushing && ctx.Err() != nil {
-			// Make the wait below return at once, after one more read
-			// to the end of the ring.
-			flushing = true
-			if err := d.reader.Flush(); err != nil {
-				return fmt.Errorf("flush ring buffer: %w", err)
-			}
+		case done:
+			return nil
 		}
 		// The ring is empty, or its next sample is still being written:
-		// wait for a wakeup, the deadline or a flush, then read a record.
-		err = d.reader.ReadInto(&d.rec)
-		switch {
-		case err == nil:
-			d.take(d.rec.RawSample)
-		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, cebpf.ErrFlushed):
-			// The reader has just found the ring empty.
-			if flushing {
-				return nil
-			}
-			d.reader.SetDeadline(d.deadline())
-		default:
+		// sleep until a wakeup or the timer.
+		now := time.Now()
+		if !now.Before(deadline) {
+			deadline = now.Add(d.poll)
+			continue
+		}
+		if err := d.waiter.wait(deadline.Sub(now)); err != nil {
 			return fmt.Errorf("drain ring buffer: %w", err)
 		}
 	}
-}
-
-// deadline returns the end of the next wait. The reader waits in whole
-// milliseconds, rounded down; rounding the deadline up makes it wait Poll.
-func (d *Drainer[T]) deadline() time.Time {
-	return time.Now().Add(d.poll + time.Millisecond - 1)
 }
 
 // endRun forgets the contexts of a run.
@@ -267,16 +260,6 @@ func (d *Drainer[T]) fill() (full bool, err error) {
 	d.count.Bytes += bytes
 	d.count.DecodeErrors += bad
 	return n == len(batch), c.err
-}
-
-// take decodes sample into the batch, or counts it as malformed.
-func (d *Drainer[T]) take(sample []byte) {
-	d.count.Bytes += uint64(len(sample))
-	if d.decode(sample, &d.batch[d.n]) != nil {
-		d.count.DecodeErrors++
-		return
-	}
-	d.n++
 }
 
 // handOn hands the batch to hand, empties it and publishes the counts.
@@ -358,21 +341,18 @@ func (d *Drainer[T]) Fill() float64 {
 	return d.ring.fill()
 }
 
-// Close releases the reader and the ring's mapping. A Run in progress
-// returns an error; Close waits for it. Closing twice returns nil.
+// Close releases the ring's mapping and file descriptors. A Run in
+// progress returns an error; Close waits for it. Closing twice returns nil.
 func (d *Drainer[T]) Close() error {
 	if d.closed.Swap(true) {
 		return nil
 	}
-	rerr := d.reader.Close()
-	if rerr != nil {
-		rerr = fmt.Errorf("close reader: %w", rerr)
-	}
+	werr := d.waiter.wake()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.unmapMu.Lock()
 	defer d.unmapMu.Unlock()
-	if err := errors.Join(rerr, d.ring.unmap()); err != nil {
+	if err := errors.Join(werr, d.waiter.close(), d.ring.unmap()); err != nil {
 		return fmt.Errorf("close drainer: %w", err)
 	}
 	return nil
