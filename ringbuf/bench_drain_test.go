@@ -71,7 +71,12 @@ func benchBacklog(b *testing.B) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var runErr error
-	drained := onCPU(0, func() { runErr = d.RunInto(ctx, r) })
+	var readerCPU time.Duration
+	drained := onCPU(0, func() {
+		start := threadCPU()
+		runErr = d.RunInto(ctx, r)
+		readerCPU = threadCPU() - start
+	})
 	pinTo(1) // the consumer, and the writer
 
 	c := newSeqCheck()
@@ -117,6 +122,7 @@ func benchBacklog(b *testing.B) {
 	b.ReportMetric(float64(timed)/elapsed.Seconds(), "records/s")
 	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(timed), "ns/record")
 	b.ReportMetric(float64(wake.Microseconds())/float64(b.N), "wake-µs")
+	b.ReportMetric(float64(readerCPU.Nanoseconds())/float64(c.received), "reader-ns/record")
 }
 
 func benchBacklogReadInto(b *testing.B) {

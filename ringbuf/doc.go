@@ -3,8 +3,32 @@
 //
 // # Drain
 //
-// A [Drainer] reads records from a BPF ring buffer map, decodes each into a
-// reused value and hands it on without allocating.
+// A [Drainer] reads records from a BPF ring buffer map, decodes them into a
+// reused batch and hands the batch on without allocating: to a function
+// ([Drainer.Run]) or into a [Ring] or a [Lane] ([Drainer.RunInto]), whose
+// policy decides what a full ring does; what it drops is counted in
+// [DrainStats].
+//
+// The kernel side decides when the reader wakes: a program submits records
+// with BPF_RB_NO_WAKEUP and forces a wakeup (BPF_RB_FORCE_WAKEUP) once the
+// ring is filling up, and the Drainer reads the ring at least every
+// [DrainOptions.Poll] as well. Between wakeups it sleeps, however many
+// records wait below the threshold. When its context is done it reads the
+// ring to the end once more, so a caller that stops the programs first
+// loses nothing.
+//
+// Reading costs about 10 ns a record on the development machines, because
+// the Drainer maps the ring itself and gives the space back to the kernel
+// once per batch of [DrainBatch] records; cilium's ringbuf.Reader, which
+// takes a lock and writes the consumer position for every record, costs
+// about 30.
+//
+// # Shards
+//
+// On a host with many CPUs producing, one ring is one lock that every
+// producer takes. [ShardsSpec] and [NewShardRings] make one ring per CPU,
+// for programs that write to the ring of the CPU they run on, and a
+// [ShardedDrainer] drains each into its own lane of a [Lanes].
 //
 // # User-space rings
 //
