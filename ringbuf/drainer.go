@@ -15,7 +15,8 @@ import (
 
 // Decoder decodes one raw ring-buffer sample into *T without allocating. It
 // returns an error for a sample of the wrong size or kind; the [Drainer]
-// counts it and skips the sample. The sample is only valid during the call.
+// counts it and skips the sample. The sample is only valid during the call,
+// and *into holds an earlier record: a Decoder sets all of it.
 type Decoder[T any] func(sample []byte, into *T) error
 
 // DrainOptions tune a [Drainer]. The zero value gives the defaults.
@@ -97,8 +98,7 @@ type Drainer[T any] struct {
 
 	// Owned by the drain goroutine, which holds mu while it runs.
 	mu        sync.Mutex
-	batch     []T // DrainBatch long
-	n         int // decoded records at the start of batch
+	batch     []T // DrainBatch long, for records that do not go straight into a sink
 	count     DrainStats
 	published DrainStats
 	// A RunInto into a Block ring waits for room until runCtx is done,
@@ -200,8 +200,7 @@ func (d *Drainer[T]) run(ctx context.Context, sink *Ring[T], hand func([]T)) err
 		// Look at ctx before reading: a read that starts after ctx is
 		// done finds everything written before.
 		done := ctx.Err() != nil
-		full, err := d.fill()
-		d.handOn(hand)
+		full, err := d.step(sink, hand, DrainBatch)
 		switch {
 		case err != nil:
 			return fmt.Errorf("drain ring buffer: %w", err)
@@ -233,14 +232,38 @@ func (d *Drainer[T]) endRun() {
 	d.runCtx, d.flushCtx, d.stopFlush = nil, nil, nil
 }
 
-// fill decodes the samples the kernel ring holds into the batch, and
-// reports whether it stopped because the batch was full. It is the hot
-// loop: what it updates per sample lives in registers.
-func (d *Drainer[T]) fill() (full bool, err error) {
+// step reads a batch of up to max records from the kernel ring and hands
+// it on. If sink has room, the records are decoded in place into its free
+// slots and published with one store; otherwise they are decoded into
+// d.batch and handed to hand, which applies sink's policy. step reports
+// whether the batch was full, so that more may be waiting.
+func (d *Drainer[T]) step(sink *Ring[T], hand func([]T), max int) (full bool, err error) {
+	if sink != nil {
+		if slots := sink.free(max); len(slots) > 0 {
+			n, full, err := d.fill(slots)
+			sink.commit(n)
+			d.count.Records += uint64(n)
+			d.publish()
+			return full, err
+		}
+	}
+	n, full, err := d.fill(d.batch[:max])
+	if n > 0 {
+		hand(d.batch[:n])
+		d.count.Records += uint64(n)
+	}
+	d.publish()
+	return full, err
+}
+
+// fill decodes the samples the kernel ring holds into dst, returns how
+// many it decoded, and reports whether it stopped because dst was full. It
+// is the hot loop: what it updates per sample lives in registers.
+func (d *Drainer[T]) fill(dst []T) (n int, full bool, err error) {
 	c := d.ring.begin()
-	batch, n, decode := d.batch, d.n, d.decode
+	decode := d.decode
 	var bytes, bad uint64
-	for n < len(batch) {
+	for n < len(dst) {
 		s, ok := c.next()
 		if !ok {
 			if c.skip() {
@@ -249,27 +272,16 @@ func (d *Drainer[T]) fill() (full bool, err error) {
 			break
 		}
 		bytes += uint64(len(s))
-		if decode(s, &batch[n]) != nil {
+		if decode(s, &dst[n]) != nil {
 			bad++
 			continue
 		}
 		n++
 	}
 	d.ring.release(&c)
-	d.n = n
 	d.count.Bytes += bytes
 	d.count.DecodeErrors += bad
-	return n == len(batch), c.err
-}
-
-// handOn hands the batch to hand, empties it and publishes the counts.
-func (d *Drainer[T]) handOn(hand func([]T)) {
-	if d.n > 0 {
-		hand(d.batch[:d.n])
-		d.count.Records += uint64(d.n)
-		d.n = 0
-	}
-	d.publish()
+	return n, n == len(dst), c.err
 }
 
 // publish stores the counts that changed where Stats reads them.

@@ -332,7 +332,9 @@ func TestDrainerDecodeErrors(t *testing.T) {
 }
 
 // TestDrainerAllocs proves that a record costs no allocation on its way
-// from the kernel ring into a user ring.
+// from the kernel ring into a user ring: decoded in place into a ring with
+// room, or into the drainer's batch and pushed into a full ring that drops
+// it.
 func TestDrainerAllocs(t *testing.T) {
 	events := newRingBuf(t, 256<<10)
 	w := newWriter(t, events, writerOptions{})
@@ -353,8 +355,22 @@ func TestDrainerAllocs(t *testing.T) {
 	if one != 0 {
 		t.Errorf("%v allocations per record", one)
 	}
+	full, err := ringbuf.NewRing[testRecord](1, ringbuf.RingOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full.Push(rec)
+	w.write(runs + 1)
+	dropped := testing.AllocsPerRun(runs, func() {
+		if n, err := d.DrainOne(full); n != 1 || err != nil {
+			t.Fatalf("DrainOne: %d, %v", n, err)
+		}
+	})
+	if dropped != 0 || d.Stats().Dropped != runs+1 {
+		t.Errorf("%v allocations per record dropped; Stats %+v", dropped, d.Stats())
+	}
 
-	if st, written := d.Stats(), uint64(runs+1); st.Records != written {
+	if st, written := d.Stats(), uint64(2*(runs+1)); st.Records != written {
 		t.Errorf("drained %d records, want %d", st.Records, written)
 	}
 }

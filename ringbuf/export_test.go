@@ -7,13 +7,9 @@ func (d *Drainer[T]) DrainOne(dst Sink[T]) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r := dst.sinkRing()
-	full := d.batch
-	d.batch = d.batch[:1]
-	defer func() { d.batch = full }()
-	_, err := d.fill()
-	n := d.n
-	d.handOn(func(b []T) { d.push(r, b) })
-	return n, err
+	before := d.count.Records
+	_, err := d.step(r, func(b []T) { d.push(r, b) }, 1)
+	return int(d.count.Records - before), err
 }
 
 // DrainSpin reads with the batch path only, never waiting, handing each
@@ -29,8 +25,7 @@ func (d *Drainer[T]) DrainSpin(stop func() bool, emit func(*T)) error {
 	}
 	for {
 		stopping := stop()
-		full, err := d.fill()
-		d.handOn(hand)
+		full, err := d.step(nil, hand, DrainBatch)
 		if err != nil || stopping && !full {
 			return err
 		}

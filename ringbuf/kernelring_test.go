@@ -179,8 +179,7 @@ func FuzzDrain(f *testing.F) {
 		var err error
 		for range fakeRingSize {
 			var full bool
-			full, err = d.fill()
-			d.handOn(hand)
+			full, err = d.step(nil, hand, DrainBatch)
 			if err != nil || !full {
 				break
 			}

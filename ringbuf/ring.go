@@ -157,6 +157,28 @@ func (r *Ring[T]) pushChunks(vs []T) int {
 	return len(vs)
 }
 
+// free returns up to max free slots from the tail on, not wrapping past
+// the end of the slots, for the producer to fill in place and then publish
+// with commit; it returns none if the ring is full. Only the producer may
+// call it.
+func (r *Ring[T]) free(max int) []T {
+	t := r.tail.Load()
+	if r.size-(t-r.cachedHead) < uint64(max) {
+		r.cachedHead = r.head.Load() &^ busy
+	}
+	i := t & r.mask
+	n := min(r.size-(t-r.cachedHead), uint64(max), r.size-i)
+	return r.buf[i : i+n]
+}
+
+// commit publishes the first n slots that free returned. Only the producer
+// may call it.
+func (r *Ring[T]) commit(n int) {
+	if n > 0 {
+		r.tail.Store(r.tail.Load() + uint64(n))
+	}
+}
+
 // Pop removes the oldest item into *v and reports whether there was one.
 // Only the consumer may call Pop.
 func (r *Ring[T]) Pop(v *T) bool {

@@ -440,3 +440,39 @@ func TestRingStress(t *testing.T) {
 		}
 	}
 }
+
+// TestFreeCommit fills free slots in place, as the Drainer does, across the
+// end of the slots and up to a full ring, under every policy.
+func TestFreeCommit(t *testing.T) {
+	for _, p := range policies {
+		r := newRing[int](t, 8, p)
+		r.PushBatch([]int{0, 1, 2, 3, 4})
+		buf := make([]int, 8)
+		r.PopBatch(buf[:3]) // 3 and 4 unread; the tail is at slot 5
+		next := 5
+		fill := func(max int) int {
+			s := r.free(max)
+			for i := range s {
+				s[i] = next + i
+			}
+			r.commit(len(s))
+			next += len(s)
+			return len(s)
+		}
+		if n := fill(8); n != 3 { // up to the end of the slots
+			t.Errorf("%v: free gave %d slots before the wrap, want 3", p, n)
+		}
+		if n := fill(8); n != 3 { // then the 3 released at the start
+			t.Errorf("%v: free gave %d slots after the wrap, want 3", p, n)
+		}
+		if s := r.free(8); len(s) != 0 {
+			t.Errorf("%v: free gave %d slots of a full ring", p, len(s))
+		}
+		if got, want := popAll(r, 3), seq(3, 11); !slices.Equal(got, want) {
+			t.Errorf("%v: popped %v, want %v", p, got, want)
+		}
+		if s := r.Stats(); s != (RingStats{Pushed: 11, Popped: 11}) {
+			t.Errorf("%v: Stats %+v", p, s)
+		}
+	}
+}
