@@ -38,6 +38,7 @@ const drainChunk = 32768
 //     ring whose writer forces a wakeup past a quarter full, and a 10 ms
 //     timer. reader-ns/record is the drain thread's CPU time per record.
 func BenchmarkDrain(b *testing.B) {
+	needTwoCPUs(b)
 	b.Run("backlog", benchBacklog)
 	b.Run("backlog-readinto", benchBacklogReadInto)
 	b.Run("producing/timer", func(b *testing.B) { benchProducing(b, 16<<20, writerOptions{}) })
@@ -165,6 +166,15 @@ func reportRate(b *testing.B, records uint64) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(records), "ns/record")
 }
 
+// needTwoCPUs skips b unless two CPUs can run its goroutines at once: the
+// drain benchmarks put the drainer, the consumer and the writer on
+// different CPUs.
+func needTwoCPUs(b *testing.B) {
+	if runtime.NumCPU() < 2 || runtime.GOMAXPROCS(0) < 2 {
+		b.Skip("needs two CPUs and GOMAXPROCS of 2 or more")
+	}
+}
+
 // pinTo locks the calling goroutine to its thread and the thread to cpu,
 // for good: call it only on a goroutine that ends with the benchmark, such
 // as the benchmark's own, so that the thread ends too.
@@ -256,9 +266,6 @@ func popUntil(pop func([]testRecord) int, c *seqCheck, done <-chan struct{}) {
 }
 
 func benchProducing(b *testing.B, size uint32, o writerOptions) {
-	if runtime.NumCPU() < 2 {
-		b.Skip("needs two CPUs")
-	}
 	events := newRingBuf(b, size)
 	o.burst = 16
 	w := newWriter(b, events, o)
@@ -312,15 +319,12 @@ func benchProducing(b *testing.B, size uint32, o writerOptions) {
 // consume) per record drained, and lost-% the records the kernel could not
 // write because a ring was full.
 func BenchmarkShards(b *testing.B) {
+	needTwoCPUs(b)
 	b.Run("single", func(b *testing.B) { benchShards(b, false) })
 	b.Run("sharded", func(b *testing.B) { benchShards(b, true) })
 }
 
 func benchShards(b *testing.B, sharded bool) {
-	ncpu := runtime.NumCPU()
-	if ncpu < 2 {
-		b.Skip("needs two CPUs")
-	}
 	const total = 2 << 20
 	var (
 		w     *writer
