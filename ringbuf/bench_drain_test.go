@@ -38,7 +38,6 @@ const drainChunk = 32768
 //     ring whose writer forces a wakeup past a quarter full, and a 10 ms
 //     timer. reader-ns/record is the drain thread's CPU time per record.
 func BenchmarkDrain(b *testing.B) {
-	needTwoCPUs(b)
 	b.Run("backlog", benchBacklog)
 	b.Run("backlog-readinto", benchBacklogReadInto)
 	b.Run("producing/timer", func(b *testing.B) { benchProducing(b, 16<<20, writerOptions{}) })
@@ -61,6 +60,7 @@ func fillBacklog(b *testing.B, w *writer) uint64 {
 }
 
 func benchBacklog(b *testing.B) {
+	needTwoCPUs(b)
 	events := newRingBuf(b, backlogSize)
 	w := newWriter(b, events, writerOptions{burst: 64})
 	// kick writes one record of an unknown kind, forcing a wakeup.
@@ -127,6 +127,7 @@ func benchBacklog(b *testing.B) {
 }
 
 func benchBacklogReadInto(b *testing.B) {
+	needTwoCPUs(b)
 	events := newRingBuf(b, backlogSize)
 	w := newWriter(b, events, writerOptions{burst: 64})
 	rd, err := cebpf.NewReader(events)
@@ -168,7 +169,8 @@ func reportRate(b *testing.B, records uint64) {
 
 // needTwoCPUs skips b unless two CPUs can run its goroutines at once: the
 // drain benchmarks put the drainer, the consumer and the writer on
-// different CPUs.
+// different CPUs. (A b.Loop benchmark runs at the default GOMAXPROCS
+// whatever -cpu says.)
 func needTwoCPUs(b *testing.B) {
 	if runtime.NumCPU() < 2 || runtime.GOMAXPROCS(0) < 2 {
 		b.Skip("needs two CPUs and GOMAXPROCS of 2 or more")
@@ -266,6 +268,7 @@ func popUntil(pop func([]testRecord) int, c *seqCheck, done <-chan struct{}) {
 }
 
 func benchProducing(b *testing.B, size uint32, o writerOptions) {
+	needTwoCPUs(b)
 	events := newRingBuf(b, size)
 	o.burst = 16
 	w := newWriter(b, events, o)
@@ -319,12 +322,12 @@ func benchProducing(b *testing.B, size uint32, o writerOptions) {
 // consume) per record drained, and lost-% the records the kernel could not
 // write because a ring was full.
 func BenchmarkShards(b *testing.B) {
-	needTwoCPUs(b)
 	b.Run("single", func(b *testing.B) { benchShards(b, false) })
 	b.Run("sharded", func(b *testing.B) { benchShards(b, true) })
 }
 
 func benchShards(b *testing.B, sharded bool) {
+	needTwoCPUs(b)
 	const total = 2 << 20
 	var (
 		w     *writer
