@@ -354,7 +354,10 @@ func (d *Drainer[T]) Fill() float64 {
 }
 
 // Close releases the ring's mapping and file descriptors. A Run in
-// progress returns an error; Close waits for it. Closing twice returns nil.
+// progress returns an error, and Close waits for it; a RunInto waiting for
+// room in a [Block] ring returns only once its context is done (and then
+// waits at most [DrainOptions.FlushWait]), so cancel first. Closing twice
+// returns nil.
 func (d *Drainer[T]) Close() error {
 	if d.closed.Swap(true) {
 		return nil
