@@ -167,7 +167,9 @@ func (a *Aggregator) evictIdle() {
 	keys := a.evict[:0]
 	for k := range a.slots {
 		s := &a.slots[k]
-		if a.epoch-s.epoch > a.idle && a.in.evictable(Key(k)) {
+		// A series deferred by shedding carries the next epoch: it is one
+		// interval ahead, not idle (the signed difference is -1).
+		if int32(a.epoch-s.epoch) > int32(a.idle) && a.in.evictable(Key(k)) {
 			keys = append(keys, Key(k))
 			h := s.h
 			if h != nil {

@@ -101,7 +101,9 @@ func (p *pipeline) add(r *bpf.Record) {
 	if int(r.Kind) >= len(p.byKind) || p.byKind[r.Kind] == nil {
 		return
 	}
-	p.latency.Event(r.TimeNS)
+	if r.TimeNS != 0 { // records without a timestamp (most syscall records) say nothing of latency
+		p.latency.Event(r.TimeNS)
+	}
 	p.mu.Lock()
 	p.byKind[r.Kind].record(r, p.agg)
 	p.mu.Unlock()

@@ -19,8 +19,7 @@ const (
 type skbSource struct {
 	c          *bpf.SKB
 	drop       *shipper.Metric
-	keys       [bpf.SKBDropSlots]shipper.Key
-	overflow   shipper.Key
+	names      [bpf.SKBDropSlots + 1][]byte // reason names, the last for out of range
 	last, curr bpf.SKBDrops
 }
 
@@ -40,11 +39,12 @@ func (s *skbSource) register(r *registrar) {
 	if r.err != nil {
 		return
 	}
-	// Reason names come from kernel BTF: intern them once, up front.
-	for i := range s.keys {
-		s.keys[i] = s.drop.Key([]byte(s.c.ReasonName(uint32(i))))
+	// Reason names come from kernel BTF: convert them once, up front. Their
+	// keys are looked up each time, not kept: a series idle for the
+	// aggregator's IdleIntervals is evicted and its key reused.
+	for i := range s.names {
+		s.names[i] = []byte(s.c.ReasonName(uint32(i)))
 	}
-	s.overflow = s.drop.Key([]byte(s.c.ReasonName(bpf.SKBDropSlots)))
 }
 
 func (s *skbSource) record(*bpf.Record, *shipper.Aggregator) {}
@@ -55,11 +55,11 @@ func (s *skbSource) read(agg *shipper.Aggregator) error {
 	}
 	for i, n := range s.curr.ByReason {
 		if d := n - s.last.ByReason[i]; d != 0 {
-			agg.Add(s.keys[i], int64(d))
+			agg.Add(s.drop.Key(s.names[i]), int64(d))
 		}
 	}
 	if d := s.curr.OutOfRange - s.last.OutOfRange; d != 0 {
-		agg.Add(s.overflow, int64(d))
+		agg.Add(s.drop.Key(s.names[bpf.SKBDropSlots]), int64(d))
 	}
 	s.last = s.curr
 	return nil
@@ -71,7 +71,7 @@ type syscallSource struct {
 	c          *bpf.Syscalls
 	byName     *shipper.Metric
 	byProcess  *shipper.Metric
-	keys       [bpf.MaxSyscallNr + 1]shipper.Key
+	names      [bpf.MaxSyscallNr + 1][]byte // syscall names, the last for out of range
 	last, curr bpf.SyscallCounts
 	rec        bpf.SyscallRecord
 }
@@ -99,10 +99,12 @@ func (s *syscallSource) register(r *registrar) {
 	if r.err != nil {
 		return
 	}
+	// Keys are looked up each time, not kept: a series idle for the
+	// aggregator's IdleIntervals is evicted and its key reused.
 	for nr := range uint32(bpf.MaxSyscallNr) {
-		s.keys[nr] = s.byName.Key([]byte(bpf.SyscallName(nr)))
+		s.names[nr] = []byte(bpf.SyscallName(nr))
 	}
-	s.keys[bpf.MaxSyscallNr] = s.byName.Key([]byte("out_of_range"))
+	s.names[bpf.MaxSyscallNr] = []byte("out_of_range")
 }
 
 func (s *syscallSource) record(r *bpf.Record, agg *shipper.Aggregator) {
@@ -117,11 +119,11 @@ func (s *syscallSource) read(agg *shipper.Aggregator) error {
 	}
 	for nr, n := range s.curr.ByNr {
 		if d := n - s.last.ByNr[nr]; d != 0 {
-			agg.Add(s.keys[nr], int64(d))
+			agg.Add(s.byName.Key(s.names[nr]), int64(d))
 		}
 	}
 	if d := s.curr.OutOfRange - s.last.OutOfRange; d != 0 {
-		agg.Add(s.keys[bpf.MaxSyscallNr], int64(d))
+		agg.Add(s.byName.Key(s.names[bpf.MaxSyscallNr]), int64(d))
 	}
 	s.last = s.curr
 	return nil
