@@ -9,7 +9,7 @@ IMAGE     ?= bin/bpfstatd-image.tar
 IMAGE_NAME ?= ghcr.io/bpfstatd/bpfstatd:latest
 PLATFORMS ?= linux/amd64,linux/arm64
 
-.PHONY: all generate build run test bench lint image
+.PHONY: all generate build run test e2e bench lint image
 
 all: lint build test
 
@@ -30,6 +30,10 @@ test:
 	$(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...
 	$(GO) -C deploy vet ./... && $(GO) -C deploy test -count=1 -timeout 10m $(TESTFLAGS) ./...
 	cd e2e && $(GO) test -race -count=1 -timeout 10m $(TESTFLAGS) ./...
+
+## e2e: the end-to-end suite: the daemon against a real statsd_exporter (root; BPFSTATD_REQUIRE_KERNEL=1 fails instead of skipping; BPFSTATD_E2E_LONG=1 for the long forms)
+e2e:
+	cd e2e && $(GO) test -race -count=1 -timeout 15m -v $(TESTFLAGS) ./...
 
 ## image: the container image, built reproducibly without a container engine, as an OCI archive in $(IMAGE)
 image:
