@@ -88,10 +88,12 @@ func (c *Syscalls) Attach() error {
 	if err := c.counts.attach(c.Name(), c.objs.CountSyscall); err != nil {
 		return err
 	}
-	c.attached = true
 	if c.recording {
-		return c.byProcess.attach(c.Name(), c.objs.RecordSyscall)
+		if err := c.byProcess.attach(c.Name(), c.objs.RecordSyscall); err != nil {
+			return errors.Join(err, c.counts.detach(c.Name()))
+		}
 	}
+	c.attached = true
 	return nil
 }
 
@@ -204,6 +206,8 @@ func syscallNames(goarch string) []string {
 }
 
 // SyscallRecord is one syscall entered, with the task that entered it.
+// To keep the program cheap, the kernel reads the clock for one record in
+// 64 of each CPU only: Header.TimeNS is 0 on the others.
 type SyscallRecord struct {
 	Header
 	Nr   uint32 // syscall number (see [SyscallName])

@@ -150,7 +150,9 @@ func TestSyscallsByProcess(t *testing.T) {
 	const n = 1000
 	type origin struct{ nr, pid, tgid uint32 }
 	got := make(map[origin]int) // records named name
+	var stamped, badTime int
 	var rec bpf.SyscallRecord
+	start := monotonicNS(t)
 	stop := drainAll(t, sh, func(r *bpf.Record) {
 		if err := r.Syscall(&rec); err != nil {
 			t.Errorf("record of kind %d: %v", r.Kind, err)
@@ -158,6 +160,12 @@ func TestSyscallsByProcess(t *testing.T) {
 		}
 		if string(rec.Name()) == name {
 			got[origin{rec.Nr, rec.PID, rec.TGID}]++
+		}
+		if rec.TimeNS != 0 {
+			stamped++
+			if rec.TimeNS < start || rec.TimeNS > monotonicNS(t) {
+				badTime++
+			}
 		}
 	})
 	if err := c.Attach(); err != nil {
@@ -173,6 +181,7 @@ func TestSyscallsByProcess(t *testing.T) {
 	if err := c.Detach(); err != nil {
 		t.Fatal(err)
 	}
+	end := monotonicNS(t)
 	stats := stop()
 
 	l, err := sh.Ledger(bpf.ProgSyscallProc)
@@ -180,7 +189,11 @@ func TestSyscallsByProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := origin{rareSyscall, uint32(tid), uint32(os.Getpid())}
-	t.Logf("ledger %+v; drained %+v; named %s: %v", l, stats, name, got)
+	t.Logf("ledger %+v; drained %+v; %d stamped; named %s: %v", l, stats, stamped, name, got)
+	// One record in 64 of each CPU carries the time, within the test's.
+	if minStamped := n/64 - runtime.NumCPU(); stamped < minStamped || badTime != 0 {
+		t.Errorf("%d records stamped, %d of them outside [%d, %d]: want at least %d, all inside", stamped, badTime, start, end, minStamped)
+	}
 	if got[want] != n {
 		t.Errorf("%d records of %s from thread %d named %s, want %d", got[want], bpf.SyscallName(rareSyscall), tid, name, n)
 	}
@@ -192,6 +205,15 @@ func TestSyscallsByProcess(t *testing.T) {
 	if !l.Balanced() || l.RingFull != 0 || l.SampledOut != 0 || l.Emitted != stats.Records || stats.DecodeErrors != 0 {
 		t.Errorf("ledger %+v, drained %+v: want balanced, nothing lost, every record drained", l, stats)
 	}
+}
+
+// monotonicNS reads CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
+func monotonicNS(tb testing.TB) uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		tb.Fatal(err)
+	}
+	return uint64(ts.Nano())
 }
 
 // TestSyscallsByProcessSampled keeps one syscall in four per CPU: the
