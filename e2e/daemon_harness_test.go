@@ -403,12 +403,19 @@ func (l *lockedBuffer) String() string {
 // It kills it on cleanup.
 func startDaemon(t *testing.T, output string, args ...string) *daemon {
 	t.Helper()
+	return startDaemonWith(t, (*exec.Cmd).Start, output, args...)
+}
+
+// startDaemonWith is startDaemon with start starting the process (in a
+// network namespace, say).
+func startDaemonWith(t *testing.T, start func(*exec.Cmd) error, output string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{socket: filepath.Join(t.TempDir(), "admin.sock"), done: make(chan struct{}), stderr: &lockedBuffer{}}
 	args = append([]string{"--output", output, "--dialect", "statsd_exporter", "--admin-socket", d.socket,
 		"--host-tag=false", "--log-format", "json"}, args...)
 	d.cmd = exec.Command(daemonBin, args...)
 	d.cmd.Stderr = d.stderr
-	if err := d.cmd.Start(); err != nil {
+	if err := start(d.cmd); err != nil {
 		t.Fatal(err)
 	}
 	go func() { d.err = d.cmd.Wait(); close(d.done) }()
