@@ -69,9 +69,9 @@ func (r *Ring[T]) sinkRing() *Ring[T] { return r }
 func (l Lane[T]) sinkRing() *Ring[T] { return l.r }
 
 // Drainer reads fixed-size records from a kernel BPF ring buffer, decodes
-// them into a reused batch of T and hands the batch on, to a function
-// ([Drainer.Run]) or into a user-space ring ([Drainer.RunInto]). Nothing is
-// allocated per record.
+// them in batches and hands each batch on, to a function ([Drainer.Run]) or
+// into a user-space ring ([Drainer.RunInto]), decoding straight into the
+// ring's free slots when it has room. Nothing is allocated per record.
 //
 // It sleeps until the kernel wakes the reader or [DrainOptions.Poll] has
 // passed, then reads every record the ring holds, from its own mapping of
