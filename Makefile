@@ -39,10 +39,10 @@ e2e:
 image:
 	$(GO) -C deploy run ./cmd/bpfstatd-image -src $(CURDIR) -o $(abspath $(IMAGE)) -name $(IMAGE_NAME) -platform $(PLATFORMS)
 
-## bench: every benchmark, COUNT runs each, with allocations
+## bench: every benchmark (module, e2e, bench/), COUNT runs each, with allocations, then the daemon under
+## generated load; writes BENCHMARKS.md and bench/*.png (as root, ~10 min; BENCH_QUICK=1 for a short smoke run)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COUNT) ./...
-	cd e2e && $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COUNT) ./...
+	cd bench && GO=$(GO) $(GO) run . -root .. -out ../BENCHMARKS.md -png . -count $(COUNT) -benchtime $(BENCHTIME)
 
 ## lint: go vet and gofmt
 lint:

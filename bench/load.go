@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// loadComm is the thread name of the load generator's threads: the
+// daemon's host.syscalls.by_process metric counts their syscalls under
+// comm:loadComm, apart from everything else on the host.
+const loadComm = "bsload"
+
+// A loadResult counts the syscalls the generator made on its thread.
+type loadResult struct {
+	Getppid, Sleeps uint64 // getppid calls, nanosleep calls (pacing)
+	Elapsed         time.Duration
+}
+
+// Syscalls is every syscall the thread made in its loop.
+func (r loadResult) Syscalls() uint64 { return r.Getppid + r.Sleeps }
+
+// runLoad calls getppid on a thread of its own, named loadComm, at rate
+// calls a second (0: as fast as it can) for dur, pacing with nanosleep in
+// slices of about 1 ms. The thread exits afterwards (the goroutine ends
+// locked), so no other goroutine ever runs under the name.
+//
+// With threads > 1, that many threads share the rate.
+func runLoad(rate float64, dur time.Duration, threads int) loadResult {
+	out := make(chan loadResult)
+	for range threads {
+		go loadThread(rate/float64(threads), dur, out)
+	}
+	var sum loadResult
+	for range threads {
+		r := <-out
+		sum.Getppid += r.Getppid
+		sum.Sleeps += r.Sleeps
+		sum.Elapsed = max(sum.Elapsed, r.Elapsed)
+	}
+	return sum
+}
+
+func loadThread(rate float64, dur time.Duration, out chan<- loadResult) {
+	func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with us
+		name := append([]byte(loadComm), 0)
+		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
+		var r loadResult
+		start := time.Now()
+		if rate <= 0 {
+			for time.Since(start) < dur {
+				for range 4096 {
+					unix.Getppid()
+				}
+				r.Getppid += 4096
+			}
+		} else {
+			const chunk = 1024
+			sleep := unix.Timespec{Nsec: 500_000}
+			for {
+				el := time.Since(start)
+				if el >= dur {
+					break
+				}
+				due := uint64(rate*el.Seconds()) - r.Getppid
+				if due == 0 || int64(due) < 0 {
+					// Raw: no scheduler hand-off, whose futex calls
+					// would add syscalls the generator cannot count.
+					unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&sleep)), 0, 0)
+					r.Sleeps++
+					continue
+				}
+				due = min(due, chunk)
+				for range due {
+					unix.Getppid()
+				}
+				r.Getppid += due
+			}
+		}
+		r.Elapsed = time.Since(start)
+		out <- r
+	}()
+}
+
+// receiver is a UDP DogStatsD receiver that counts datagrams and lines and
+// sums the by-process syscall counter of the load generator's comm.
+type receiver struct {
+	conn                   *net.UDPConn
+	datagrams, lines, load atomic.Uint64
+	bytes                  atomic.Uint64
+}
+
+func newReceiver() (*receiver, error) {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetReadBuffer(8 << 20)
+	r := &receiver{conn: c}
+	go r.run()
+	return r, nil
+}
+
+func (r *receiver) addr() string { return r.conn.LocalAddr().String() }
+
+var (
+	byProcessName = []byte("host.syscalls.by_process:")
+	loadTag       = []byte("comm:" + loadComm)
+)
+
+func (r *receiver) run() {
+	buf := make([]byte, 65536)
+	for {
+		n, err := r.conn.Read(buf)
+		if err != nil {
+			return
+		}
+		r.datagrams.Add(1)
+		r.bytes.Add(uint64(n))
+		for line := range bytes.SplitSeq(buf[:n], []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			r.lines.Add(1)
+			if v, ok := loadCount(line); ok {
+				r.load.Add(v)
+			}
+		}
+	}
+}
+
+// loadCount returns the value of a host.syscalls.by_process counter line
+// tagged with the load generator's comm.
+func loadCount(line []byte) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(line, byProcessName)
+	if !ok {
+		return 0, false
+	}
+	val, rest, ok := bytes.Cut(rest, []byte("|"))
+	if !ok {
+		return 0, false
+	}
+	_, tags, ok := bytes.Cut(rest, []byte("|#"))
+	if !ok {
+		return 0, false
+	}
+	found := false
+	for t := range bytes.SplitSeq(tags, []byte(",")) {
+		if bytes.Equal(t, loadTag) {
+			found = true
+		}
+	}
+	if !found {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(string(val), 64)
+	if err != nil || v < 0 {
+		return 0, false
+	}
+	return uint64(v + 0.5), true
+}
+
+func (r *receiver) close() { r.conn.Close() }

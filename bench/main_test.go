@@ -1,0 +1,104 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// sample is real `go test -bench` output, trimmed, with a log line and a
+// failure mixed in as go test prints them.
+const sample = `goos: linux
+goarch: amd64
+pkg: github.com/bpfstatd/bpfstatd/ringbuf
+cpu: AMD EPYC
+BenchmarkHandoff/ring/single-2            	54935028	        24.95 ns/op	  40081898 items/s	       0 B/op	       0 allocs/op
+BenchmarkHandoff/ring/single-2            	50000000	        26.95 ns/op	  37081898 items/s	       0 B/op	       0 allocs/op
+BenchmarkHandoff/ring/single-2            	50000000	        22.00 ns/op	  45000000 items/s	       0 B/op	       0 allocs/op
+BenchmarkHandoff/chan/single-2            	14399320	        81.25 ns/op	  12308029 items/s	       0 B/op	       0 allocs/op
+BenchmarkDrain/backlog-2         	     364	   3734094 ns/op	        28.55 ns/record	  35027732 records/s	       373.9 wake-µs	      18 B/op	       0 allocs/op
+BenchmarkDrain/backlog-readinto-2         	     248	   4555435 ns/op	        34.77 ns/record	  28758616 records/s	       0 B/op	       0 allocs/op
+PASS
+ok  	github.com/bpfstatd/bpfstatd/ringbuf	18.089s
+pkg: github.com/bpfstatd/bpfstatd/bpf
+BenchmarkSyscallHooks/by_process-2  	 1000000	      1663 ns/op	      1251 added-ns/call	       274.4 bpf-ns/event	         0.04860 irq-work/event	         0 ring-full/event	       0 B/op	       0 allocs/op
+--- FAIL: BenchmarkSyscallHooks
+    overhead_test.go:98: by_process costs 274 ns per event, want at most 200
+FAIL
+`
+
+func TestParseAndRender(t *testing.T) {
+	samples, err := ParseBench(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(samples) != 7 {
+		t.Fatalf("parsed %d samples, want 7", len(samples))
+	}
+	stats := Summarize(samples)
+	ring := Find(stats, "ringbuf", "Handoff/ring/single")
+	if ring == nil || ring.Runs != 3 {
+		t.Fatalf("Handoff/ring/single: %+v", ring)
+	}
+	if got := ring.get("ns/op"); got != 24.95 {
+		t.Errorf("median ns/op = %v, want 24.95", got)
+	}
+	if got := ring.get("items/s"); got != 40081898 {
+		t.Errorf("median items/s = %v, want 40081898", got)
+	}
+	if s := Find(stats, "bpf", "SyscallHooks/by_process"); s == nil || s.get("bpf-ns/event") != 274.4 {
+		t.Errorf("SyscallHooks/by_process: %+v", s)
+	}
+
+	peers := PeerTable(stats).Markdown()
+	for _, want := range []string{
+		"| hand-off, 1 item per push | Handoff/ring/single | 24.9 | 0 | 40.1 M | Handoff/chan/single | 81.2 |",
+		"3.26×", // 81.25 / 24.95
+		"| drain a kernel-ring backlog | Drain/backlog |",
+		"1.22×", // 35.0 M / 28.8 M records/s
+	} {
+		if !strings.Contains(peers, want) {
+			t.Errorf("peer table lacks %q:\n%s", want, peers)
+		}
+	}
+	if strings.Contains(peers, "datadog") {
+		t.Errorf("peer table has a row whose benchmarks did not run:\n%s", peers)
+	}
+	all := AllTable(stats).Markdown()
+	if !strings.Contains(all, "| ringbuf | Handoff/ring/single | 3 | 24.9 ±12% | 0 | 0 | 40.1 M items/s |") {
+		t.Errorf("table of every benchmark:\n%s", all)
+	}
+	if lines := strings.Count(all, "\n"); lines != 2+5 {
+		t.Errorf("table of every benchmark has %d lines, want 7:\n%s", lines, all)
+	}
+}
+
+func TestLoadCount(t *testing.T) {
+	for line, want := range map[string]uint64{
+		"host.syscalls.by_process:1200|c|#comm:bsload,host:x": 1200,
+		"host.syscalls.by_process:7|c|#host:x,comm:bsload":    7,
+		"host.syscalls.by_process:7|c|#comm:bsload2":          0,
+		"host.syscalls:7|c|#comm:bsload":                      0,
+	} {
+		got, _ := loadCount([]byte(line))
+		if got != want {
+			t.Errorf("loadCount(%q) = %d, want %d", line, got, want)
+		}
+	}
+}
+
+func TestReadGC(t *testing.T) {
+	path := t.TempDir() + "/stderr"
+	const lines = "gc 1 @0.034s 5%: 0.67+14+3.9 ms clock, 1.3+0/1.0/2.7+7.8 ms cpu, 3->4->2 MB, 4 MB goal, 0 MB stacks, 0 MB globals, 2 P\n" +
+		`{"msg":"bpfstatd started"}` + "\n" +
+		"gc 2 @0.171s 2%: 2.0+5.0+0.010 ms clock, 4.1+0.015/4.2/0.16+0.021 ms cpu, 5->6->0 MB, 6 MB goal, 0 MB stacks, 0 MB globals, 2 P\n"
+	if err := writeFile(path, lines); err != nil {
+		t.Fatal(err)
+	}
+	g := readGC(path, 0)
+	if g.Cycles != 2 || g.HeapMaxMB != 6 || g.LiveMaxMB != 2 || g.PauseMax.String() != "3.9ms" {
+		t.Errorf("readGC = %+v", g)
+	}
+}
+
+func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o644) }
