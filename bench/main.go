@@ -9,7 +9,8 @@
 //	cd bench && go run . -root .. -out ../BENCHMARKS.md
 //
 // BENCH_QUICK=1 (or -quick) is a smoke test: one short run of each
-// benchmark and two short load points.
+// benchmark and two short load points, written to
+// $TMPDIR/bpfstatd-bench-quick/ so that the committed report stays.
 package main
 
 import (
@@ -52,6 +53,13 @@ func main() {
 	if *quick {
 		*count, *benchtime = 1, "100ms"
 		*rateList, *dur, *prof = "10000,100000", 4*time.Second, 0
+		// A smoke run must not overwrite the committed report.
+		*pngDir = filepath.Join(os.TempDir(), "bpfstatd-bench-quick")
+		*out = filepath.Join(*pngDir, "BENCHMARKS.md")
+		if err := os.MkdirAll(*pngDir, 0o755); err != nil {
+			log.Fatal(err)
+		}
+		log.Printf("BENCH_QUICK: writing %s instead", *out)
 	}
 	rootAbs, err := filepath.Abs(*root)
 	if err != nil {
