@@ -44,7 +44,7 @@ const (
 
 // DrainBatch is the number of records a [Drainer] decodes before it hands
 // them on together; it hands on fewer when the kernel ring runs dry.
-const DrainBatch = 64
+const DrainBatch = 256
 
 // DrainStats counts what a [Drainer] has read.
 type DrainStats struct {
@@ -191,6 +191,7 @@ func (d *Drainer[T]) run(ctx context.Context, sink *Ring[T], hand func([]T)) err
 		d.overwritten = sink.overwritten.Load()
 	}
 	defer d.endRun()
+	defer d.publish()
 	if ctx.Err() == nil {
 		stop := context.AfterFunc(ctx, func() { _ = d.waiter.wake() })
 		defer stop()
@@ -243,7 +244,7 @@ func (d *Drainer[T]) step(sink *Ring[T], hand func([]T), max int) (full bool, er
 			n, full, err := d.fill(slots)
 			sink.commit(n)
 			d.count.Records += uint64(n)
-			d.publish()
+			d.publishSome(full)
 			return full, err
 		}
 	}
@@ -252,7 +253,7 @@ func (d *Drainer[T]) step(sink *Ring[T], hand func([]T), max int) (full bool, er
 		hand(d.batch[:n])
 		d.count.Records += uint64(n)
 	}
-	d.publish()
+	d.publishSome(full)
 	return full, err
 }
 
@@ -282,6 +283,20 @@ func (d *Drainer[T]) fill(dst []T) (n int, full bool, err error) {
 	d.count.Bytes += bytes
 	d.count.DecodeErrors += bad
 	return n, n == len(dst), c.err
+}
+
+// publishEvery is how many records the drain goroutine may read without
+// publishing its counts while the ring keeps it busy. Each store is a
+// full barrier, which waits for the stores of the batch to reach memory.
+const publishEvery = 4 * DrainBatch
+
+// publishSome publishes the counts when the drain is about to pause (the
+// last batch was not full) or publishEvery records have been read since
+// they were last published.
+func (d *Drainer[T]) publishSome(full bool) {
+	if !full || d.count.Records-d.published.Records >= publishEvery {
+		d.publish()
+	}
 }
 
 // publish stores the counts that changed where Stats reads them.
@@ -332,7 +347,8 @@ func (d *Drainer[T]) flushWaitCtx() context.Context {
 	return d.flushCtx
 }
 
-// Stats returns the counts so far. They are updated once per batch.
+// Stats returns the counts so far. They are updated whenever the drain
+// pauses, and every 1,024 records while it does not.
 func (d *Drainer[T]) Stats() DrainStats {
 	return DrainStats{
 		Records:      d.records.Load(),

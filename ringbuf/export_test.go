@@ -9,6 +9,7 @@ func (d *Drainer[T]) DrainOne(dst Sink[T]) (int, error) {
 	r := dst.sinkRing()
 	before := d.count.Records
 	_, err := d.step(r, func(b []T) { d.push(r, b) }, 1)
+	d.publish()
 	return int(d.count.Records - before), err
 }
 
@@ -27,6 +28,7 @@ func (d *Drainer[T]) DrainSpin(stop func() bool, emit func(*T)) error {
 		stopping := stop()
 		full, err := d.step(nil, hand, DrainBatch)
 		if err != nil || stopping && !full {
+			d.publish()
 			return err
 		}
 	}

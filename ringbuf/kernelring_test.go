@@ -184,6 +184,7 @@ func FuzzDrain(f *testing.F) {
 				break
 			}
 		}
+		d.publish()
 
 		want, truncated := refSamples(ring)
 		var wantRecs []fuzzRecord
