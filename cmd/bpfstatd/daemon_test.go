@@ -135,6 +135,17 @@ func TestStatusDropsHealth(t *testing.T) {
 		t.Errorf("receiver saw %d exits of %s, want %d", got, name, k)
 	}
 	time.Sleep(300 * time.Millisecond) // one more interval for the status
+	// Self-telemetry carries the user-space ledger and the breaker.
+	d.mu.Lock()
+	var sawDrops, sawBreaker bool
+	for _, l := range d.lines {
+		sawDrops = sawDrops || (strings.HasPrefix(l, "bpfstatd.drops:0|c|#") && containsTag(l, "stage:send") && containsTag(l, "reason:failed"))
+		sawBreaker = sawBreaker || strings.HasPrefix(l, "bpfstatd.breaker.open:0|g")
+	}
+	d.mu.Unlock()
+	if !sawDrops || !sawBreaker {
+		t.Errorf("self-telemetry: bpfstatd.drops{stage:send,reason:failed} %v, bpfstatd.breaker.open %v", sawDrops, sawBreaker)
+	}
 
 	out, code := d.query(t, "--status")
 	if code != 0 || !strings.Contains(out, "collector process") || !strings.Contains(out, "3 programs attached") || !strings.Contains(out, "healthy") {

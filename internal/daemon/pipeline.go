@@ -20,7 +20,24 @@ const (
 	MetricDecodeErrors = "bpfstatd.drain.decode_errors"
 	MetricLinesDropped = "bpfstatd.ship.lines_dropped"
 	MetricThrottle     = "bpfstatd.throttle.level"
+	MetricBreakerOpen  = "bpfstatd.breaker.open"
+	MetricDrops        = "bpfstatd.drops"
 )
+
+// userDrops are the user-space stages and reasons of the drop ledger that
+// ship as bpfstatd.drops{stage,reason}, as --drops shows them.
+var userDrops = [...]struct {
+	stage, reason string
+	stat          shipper.Stat
+}{
+	{"queue", "dropped_oldest", shipper.StatDroppedOldestLines},
+	{"queue", "dropped_newest", shipper.StatDroppedNewestLines},
+	{"queue", "dropped_for_priority", shipper.StatDroppedPriorityLine},
+	{"queue", "left_at_shutdown", shipper.StatDroppedClosedLines},
+	{"send", "failed", shipper.StatLinesFailed},
+	{"send", "too_long", shipper.StatLinesTooLong},
+	{"send", "rejected_by_dialect", shipper.StatLinesRejected},
+}
 
 var selfCounters = [...]string{MetricKernelSeen, MetricRingFull, MetricSampledOut, MetricDrainRecords, MetricDecodeErrors, MetricLinesDropped}
 
@@ -38,6 +55,8 @@ type pipeline struct {
 	byKind  [8]source // ring record kind -> source
 	self    [len(selfCounters)]shipper.Key
 	level   shipper.Key
+	breaker shipper.Key
+	drops   [len(userDrops)]shipper.Key
 
 	// cumulative counts at the last flush, for deltas
 	lastLedger []bpf.Ledger
@@ -81,6 +100,15 @@ func newPipeline(ship *shipper.Shipper, srcs []source, cfg Config) (*pipeline, e
 	}
 	if m := r.metric(shipper.MetricSpec{Name: MetricThrottle, Kind: shipper.Gauge, Priority: shipper.Critical}); m != nil {
 		p.level = m.Key()
+	}
+	if m := r.metric(shipper.MetricSpec{Name: MetricBreakerOpen, Kind: shipper.Gauge, Priority: shipper.Critical}); m != nil {
+		p.breaker = m.Key()
+	}
+	if m := r.metric(shipper.MetricSpec{Name: MetricDrops, TagKeys: []string{"stage", "reason"}, Priority: shipper.Critical,
+		KeepZero: true}); m != nil {
+		for i, d := range userDrops {
+			p.drops[i] = m.Key([]byte(d.stage), []byte(d.reason))
+		}
 	}
 	for _, s := range srcs {
 		s.register(r)
@@ -147,6 +175,14 @@ func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record], lev
 		dropped - linesLost(p.lastCounts)} {
 		p.agg.Add(p.self[i], int64(v))
 	}
+	for i, d := range userDrops {
+		p.agg.Add(p.drops[i], int64(c[d.stat]-p.lastCounts[d.stat]))
+	}
+	open := 0.0
+	if p.ship.Breaker() != shipper.BreakerClosed {
+		open = 1
+	}
+	p.agg.Set(p.breaker, open)
 	p.agg.Set(p.level, float64(level))
 	p.agg.SetShed(level.Shed())
 	p.ship.Flush(p.agg)

@@ -20,10 +20,17 @@ type tcpSource struct {
 	c                 *bpf.TCP
 	retransmit, reset *shipper.Metric
 	open, failed      *shipper.Metric
-	sent, received    shipper.Key
-	active, passive   shipper.Key
 	rec               bpf.TCPRecord
 }
+
+// Tag values of host.tcp.reset and host.tcp.open. Keys are looked up per
+// event, not kept: an idle series is evicted and its key reused.
+var (
+	dirSent     = []byte("sent")
+	dirReceived = []byte("received")
+	dirActive   = []byte("active")
+	dirPassive  = []byte("passive")
+)
 
 func openTCP(sh *bpf.Shared) (source, error) {
 	c, err := bpf.LoadTCP(sh)
@@ -43,10 +50,6 @@ func (s *tcpSource) register(r *registrar) {
 	s.reset = r.metric(shipper.MetricSpec{Name: MetricTCPReset, TagKeys: []string{"dir"}})
 	s.open = r.metric(shipper.MetricSpec{Name: MetricTCPOpen, TagKeys: []string{"dir"}})
 	s.failed = r.metric(shipper.MetricSpec{Name: MetricTCPConnectFailed, TagKeys: []string{"comm"}})
-	if r.err == nil {
-		s.sent, s.received = s.reset.Key([]byte("sent")), s.reset.Key([]byte("received"))
-		s.active, s.passive = s.open.Key([]byte("active")), s.open.Key([]byte("passive"))
-	}
 }
 
 func (s *tcpSource) record(r *bpf.Record, agg *shipper.Aggregator) {
@@ -60,13 +63,13 @@ func (s *tcpSource) record(r *bpf.Record, agg *shipper.Aggregator) {
 			agg.Add(s.retransmit.Key(), n*int64(s.rec.Segs))
 		}
 	case bpf.TCPSendReset:
-		agg.Add(s.sent, n)
+		agg.Add(s.reset.Key(dirSent), n)
 	case bpf.TCPReceiveReset:
-		agg.Add(s.received, n)
+		agg.Add(s.reset.Key(dirReceived), n)
 	case bpf.TCPActiveOpen:
-		agg.Add(s.active, n)
+		agg.Add(s.open.Key(dirActive), n)
 	case bpf.TCPPassiveOpen:
-		agg.Add(s.passive, n)
+		agg.Add(s.open.Key(dirPassive), n)
 	case bpf.TCPFailedConnect:
 		agg.Add(s.failed.Key(s.rec.Name()), n)
 	}
