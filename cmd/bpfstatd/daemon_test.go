@@ -190,7 +190,7 @@ func TestStatusDropsHealth(t *testing.T) {
 // TestHealthKernelDrops shrinks the ring and slows the reader so that a
 // burst of execs overflows it: --health must exit 1 and say why.
 func TestHealthKernelDrops(t *testing.T) {
-	d := startDaemon(t, "--ring-size", strconv.Itoa(os.Getpagesize()), "--poll", "2s", "--wakeup-bytes", strconv.Itoa(os.Getpagesize()))
+	d := startDaemon(t, "--collectors", "process", "--ring-size", strconv.Itoa(os.Getpagesize()), "--poll", "2s", "--wakeup-bytes", strconv.Itoa(os.Getpagesize()))
 	helper, _ := helperBinary(t)
 	for range 200 {
 		if err := exec.Command(helper).Run(); err != nil {

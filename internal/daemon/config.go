@@ -99,7 +99,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	fs.StringVar(&cfg.AdminSocket, "admin-socket", admin.DefaultSocket, "Unix socket where the daemon answers --status, --drops and --health (root only)")
-	fs.Float64Var(&cfg.MaxKernelDropRatio, "health-max-kernel-drops", 0.05, "share of kernel events lost to a full ring, in one interval, above which the daemon is unhealthy")
+	fs.Float64Var(&cfg.MaxKernelDropRatio, "health-max-kernel-drops", 0.05, "share of kernel records lost to a full ring (or full map), in one interval, above which the daemon is unhealthy")
 	fs.BoolVar(&cfg.KeepCaps, "keep-capabilities", false, "keep every capability after start-up instead of only CAP_BPF and CAP_NET_ADMIN")
 	fs.BoolVar(&cfg.Query.Status, "status", false, "print the running daemon's status and exit")
 	fs.BoolVar(&cfg.Query.Drops, "drops", false, "print the running daemon's drop ledger and exit")

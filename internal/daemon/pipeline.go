@@ -72,6 +72,9 @@ type interval struct {
 	shipped  shipper.Counts
 	drain    ringbuf.DrainStats
 	linesOut uint64 // lines lost in user space since start
+	// written counts the records the programs tried to write in the
+	// interval (emitted + ring_full), against which ring_full is a loss.
+	written uint64
 }
 
 // recordKinds says which source handles each ring record kind.
@@ -148,7 +151,7 @@ func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record], lev
 	}
 	iv := interval{ledgers: ledgers, drain: drain.Stats()}
 	iv.signals.RingFill = drain.Fill()
-	var seen, full, sampled uint64
+	var seen, full, sampled, emitted uint64
 	for i, l := range ledgers {
 		var last bpf.Ledger
 		if i < len(p.lastLedger) {
@@ -157,8 +160,10 @@ func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record], lev
 		seen += l.Seen - last.Seen
 		full += l.RingFull - last.RingFull
 		sampled += l.SampledOut - last.SampledOut
+		emitted += l.Emitted - last.Emitted
 	}
 	iv.signals.Events, iv.signals.KernelDrops = seen, full
+	iv.written = emitted + full
 
 	// Aggregate under the lock the drain goroutine takes; send outside it,
 	// so that a slow socket never stalls the drain.

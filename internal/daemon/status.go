@@ -51,9 +51,9 @@ func (s *status) update(iv interval) {
 		s.rates = append(s.rates, float64(delta)/secs)
 	}
 	s.unwell = s.unwell[:0]
-	if sig := iv.signals; sig.Events > 0 && float64(sig.KernelDrops)/float64(sig.Events) > s.maxDrop {
-		s.unwell = append(s.unwell, fmt.Sprintf("kernel dropped %d of %d events (%.1f%%) in the last interval: ring full (raise --ring-size)",
-			sig.KernelDrops, sig.Events, 100*float64(sig.KernelDrops)/float64(sig.Events)))
+	if full := iv.signals.KernelDrops; iv.written > 0 && float64(full)/float64(iv.written) > s.maxDrop {
+		s.unwell = append(s.unwell, fmt.Sprintf("kernel dropped %d of %d records (%.1f%%) in the last interval: ring full (raise --ring-size)",
+			full, iv.written, 100*float64(full)/float64(iv.written)))
 	}
 	if st := s.ship.Breaker(); st != shipper.BreakerClosed {
 		reason := "circuit breaker " + st.String()
