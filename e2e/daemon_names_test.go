@@ -17,6 +17,7 @@ var processFamilies = map[string][]string{
 	promExec: {"comm"}, promExit: {"comm", "failed"}, "host_process_fork": {"comm"},
 	"bpfstatd_kernel_seen": nil, promRingFull: nil, promSampledOut: nil, "bpfstatd_drain_records": nil,
 	promDecodeErrors: nil, promLinesDropped: nil, "bpfstatd_throttle_level": nil,
+	"bpfstatd_breaker_open": nil, "bpfstatd_drops": {"stage", "reason"},
 }
 
 // exporterOwn are the families statsd_exporter exposes about itself.
