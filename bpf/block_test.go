@@ -151,19 +151,7 @@ func quietDiskStat(tb testing.TB, name string) diskStat {
 // loadBlock loads the block collector with fresh shared maps.
 func loadBlock(tb testing.TB) (*bpf.Shared, *bpf.Block) {
 	tb.Helper()
-	kerneltest.Require(tb)
-	sh, err := bpf.NewShared(bpf.RingOptions{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { sh.Close() })
-	b, err := bpf.LoadBlock(sh)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { b.Close() })
-	sh.ReleaseBTF()
-	return sh, b
+	return loadCollector(tb, bpf.RingOptions{}, bpf.LoadBlock)
 }
 
 // blockProbe reads a loop device's histogram and its stat together, once

@@ -127,19 +127,7 @@ func cgroupFileExists(path string) bool {
 // loadOOM loads the oom collector with fresh shared maps.
 func loadOOM(tb testing.TB) (*bpf.Shared, *bpf.OOM) {
 	tb.Helper()
-	kerneltest.Require(tb)
-	sh, err := bpf.NewShared(bpf.RingOptions{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { sh.Close() })
-	o, err := bpf.LoadOOM(sh)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { o.Close() })
-	sh.ReleaseBTF()
-	return sh, o
+	return loadCollector(tb, bpf.RingOptions{}, bpf.LoadOOM)
 }
 
 // TestOOMKill runs a memory hog, a uniquely named copy of tail(1) reading

@@ -33,8 +33,9 @@ func uniqueCopy(tb testing.TB, src string) (path, name string) {
 	return path, name
 }
 
-// loadProcess loads the process collector with fresh shared maps.
-func loadProcess(tb testing.TB, ring bpf.RingOptions) (*bpf.Shared, *bpf.Process) {
+// loadCollector loads one collector with fresh shared maps, releases the
+// kernel BTF, and closes both when tb ends.
+func loadCollector[C bpf.Collector](tb testing.TB, ring bpf.RingOptions, load func(*bpf.Shared) (C, error)) (*bpf.Shared, C) {
 	tb.Helper()
 	kerneltest.Require(tb)
 	sh, err := bpf.NewShared(ring)
@@ -42,13 +43,19 @@ func loadProcess(tb testing.TB, ring bpf.RingOptions) (*bpf.Shared, *bpf.Process
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { sh.Close() })
-	p, err := bpf.LoadProcess(sh)
+	c, err := load(sh)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { p.Close() })
+	tb.Cleanup(func() { c.Close() })
 	sh.ReleaseBTF()
-	return sh, p
+	return sh, c
+}
+
+// loadProcess loads the process collector with fresh shared maps.
+func loadProcess(tb testing.TB, ring bpf.RingOptions) (*bpf.Shared, *bpf.Process) {
+	tb.Helper()
+	return loadCollector(tb, ring, bpf.LoadProcess)
 }
 
 // drainAll runs a drainer of sh's ring until the returned stop is called,

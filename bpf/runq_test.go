@@ -14,26 +14,13 @@ import (
 	"unsafe"
 
 	"github.com/bpfstatd/bpfstatd/bpf"
-	"github.com/bpfstatd/bpfstatd/internal/kerneltest"
 	"golang.org/x/sys/unix"
 )
 
 // loadRunq loads the run-queue collector with fresh shared maps.
 func loadRunq(tb testing.TB) (*bpf.Shared, *bpf.Runq) {
 	tb.Helper()
-	kerneltest.Require(tb)
-	sh, err := bpf.NewShared(bpf.RingOptions{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { sh.Close() })
-	r, err := bpf.LoadRunq(sh)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { r.Close() })
-	sh.ReleaseBTF()
-	return sh, r
+	return loadCollector(tb, bpf.RingOptions{}, bpf.LoadRunq)
 }
 
 // schedStat is a task's /proc/<pid>/schedstat: the kernel's own account of

@@ -10,25 +10,13 @@ import (
 	"time"
 
 	"github.com/bpfstatd/bpfstatd/bpf"
-	"github.com/bpfstatd/bpfstatd/internal/kerneltest"
 )
 
 // loadSKB loads the skb collector with fresh shared maps.
 func loadSKB(tb testing.TB) *bpf.SKB {
 	tb.Helper()
-	kerneltest.Require(tb)
-	sh, err := bpf.NewShared(bpf.RingOptions{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { sh.Close() })
-	k, err := bpf.LoadSKB(sh)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { k.Close() })
-	sh.ReleaseBTF()
-	return k
+	_, c := loadCollector(tb, bpf.RingOptions{}, bpf.LoadSKB)
+	return c
 }
 
 // reasonOf finds a drop reason by name.

@@ -12,7 +12,6 @@ import (
 	"unsafe"
 
 	"github.com/bpfstatd/bpfstatd/bpf"
-	"github.com/bpfstatd/bpfstatd/internal/kerneltest"
 	"golang.org/x/sys/unix"
 )
 
@@ -77,19 +76,7 @@ func uniqueThreadName() string {
 // loadSyscalls loads the syscalls collector with fresh shared maps.
 func loadSyscalls(tb testing.TB, ring bpf.RingOptions) (*bpf.Shared, *bpf.Syscalls) {
 	tb.Helper()
-	kerneltest.Require(tb)
-	sh, err := bpf.NewShared(ring)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { sh.Close() })
-	c, err := bpf.LoadSyscalls(sh)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	sh.ReleaseBTF()
-	return sh, c
+	return loadCollector(tb, ring, bpf.LoadSyscalls)
 }
 
 // TestSyscallCounts calls a rare syscall N times and an invalid number N

@@ -170,19 +170,7 @@ func parseSNMP(data []byte, proto string) (map[string]int64, error) {
 // loadTCP loads the tcp collector with fresh shared maps.
 func loadTCP(tb testing.TB) (*bpf.Shared, *bpf.TCP) {
 	tb.Helper()
-	kerneltest.Require(tb)
-	sh, err := bpf.NewShared(bpf.RingOptions{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { sh.Close() })
-	c, err := bpf.LoadTCP(sh)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	sh.ReleaseBTF()
-	return sh, c
+	return loadCollector(tb, bpf.RingOptions{}, bpf.LoadTCP)
 }
 
 // tcpTally is what the tcp records of a test's namespaces add up to.
