@@ -16,10 +16,13 @@ type Level int32
 // zero.
 const DefaultMaxLevel = 3
 
+// MaxThrottleLevel is the highest level a [Health] can reach.
+const MaxThrottleLevel = 4
+
 // levelThresholds are the pressures from which each level above 0 is
 // wanted; a level is left when pressure falls below its threshold less
 // hysteresisMargin.
-var levelThresholds = []float64{0.5, 0.7, 0.85, 0.95}
+var levelThresholds = [MaxThrottleLevel]float64{0.5, 0.7, 0.85, 0.95}
 
 const hysteresisMargin = 0.15
 
@@ -53,7 +56,8 @@ type Signals struct {
 // HealthOptions configure a [Health] monitor. The zero value works.
 type HealthOptions struct {
 	// MaxLevel is the highest throttle level; zero means
-	// [DefaultMaxLevel], at most 4.
+	// [DefaultMaxLevel], a negative value 0 (never throttle), and it is at
+	// most [MaxThrottleLevel].
 	MaxLevel int
 	// HeapLimit is the heap at which heap pressure is full; zero means 256
 	// MiB.
@@ -84,8 +88,11 @@ type Health struct {
 
 // NewHealth returns a monitor at level 0.
 func NewHealth(opts HealthOptions) *Health {
-	if opts.MaxLevel <= 0 {
+	switch {
+	case opts.MaxLevel == 0:
 		opts.MaxLevel = DefaultMaxLevel
+	case opts.MaxLevel < 0:
+		opts.MaxLevel = 0
 	}
 	opts.MaxLevel = min(opts.MaxLevel, len(levelThresholds))
 	if opts.HeapLimit == 0 {

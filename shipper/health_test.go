@@ -45,3 +45,23 @@ func TestLevelKnobs(t *testing.T) {
 		t.Error("no heap")
 	}
 }
+
+// TestHealthNeverThrottles keeps level 0 under any pressure when MaxLevel
+// is negative, and caps a large MaxLevel at MaxThrottleLevel.
+func TestHealthNeverThrottles(t *testing.T) {
+	saturated := Signals{RingFill: 1, QueueFill: 1, Events: 100, KernelDrops: 100}
+	h := NewHealth(HealthOptions{MaxLevel: -1})
+	for range 10 {
+		if l := h.Observe(saturated); l != 0 {
+			t.Fatalf("MaxLevel -1: level %d, want 0", l)
+		}
+	}
+	h = NewHealth(HealthOptions{MaxLevel: 99})
+	var l Level
+	for range 20 {
+		l = h.Observe(saturated)
+	}
+	if l != MaxThrottleLevel {
+		t.Errorf("MaxLevel 99 under saturation: level %d, want %d", l, MaxThrottleLevel)
+	}
+}

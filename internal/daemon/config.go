@@ -29,6 +29,9 @@ type Config struct {
 	ExcludeInterfaces []string
 	Dialect           shipper.Dialect
 	MaxSeries         int
+	Queue             shipper.QueueOptions
+	Breaker           shipper.BreakerOptions
+	MaxThrottle       int
 	Output            Output
 	FlushInterval     time.Duration
 	MaxPayload        int
@@ -78,6 +81,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		tags    []string
 		dialect string
 		hostTag bool
+		policy  string
 	)
 	fs := pflag.NewFlagSet("bpfstatd", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -92,6 +96,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.IntVar(&cfg.MaxPayload, "max-payload", 0, "largest datagram payload in bytes, lines never split (0: 1432 for UDP over IPv4, 1232 over IPv6, 8192 for unixgram)")
 	fs.StringArrayVar(&tags, "tag", nil, "tag KEY:VALUE added to every metric (repeatable, or comma-separated)")
 	fs.BoolVar(&hostTag, "host-tag", true, "tag every metric host:NAME, NAME from $NODE_NAME or the hostname")
+	fs.StringVar(&policy, "drop-policy", "priority", "what a full send queue drops: priority (lowest priority first, then oldest), oldest or newest")
+	fs.IntVar(&cfg.Queue.Capacity, "queue-size", shipper.DefaultQueueCapacity, "most datagrams waiting to be sent")
+	fs.IntVar(&cfg.Breaker.Threshold, "breaker-threshold", shipper.DefaultBreakerThreshold, "consecutive failed send rounds that open the circuit breaker")
+	fs.DurationVar(&cfg.Breaker.MinBackoff, "breaker-min-backoff", shipper.DefaultBreakerMinBackoff, "wait before the open breaker's first probe; doubled after each failed probe")
+	fs.DurationVar(&cfg.Breaker.MaxBackoff, "breaker-max-backoff", shipper.DefaultBreakerMaxBackoff, "longest wait between the open breaker's probes")
+	fs.IntVar(&cfg.MaxThrottle, "max-throttle-level", shipper.DefaultMaxLevel, "highest throttle level under load (level n: the kernel keeps 1 event in 2^n, low-priority metrics ship every 2^n intervals, flushes every 2^n intervals); 0 never throttles")
 	fs.IntVar(&cfg.MaxSeries, "max-series", 0, "cardinality budget: most distinct series in all (0: the shipper's default); past it, new tag values go to an overflow series")
 	fs.Uint32Var(&cfg.RingSize, "ring-size", bpf.DefaultRingSize, "bytes in each kernel ring buffer: a power of two, a multiple of the page size")
 	fs.Uint64Var(&cfg.WakeupBytes, "wakeup-bytes", 0, "queued bytes past which the kernel wakes the reader (0: a quarter of --ring-size)")
@@ -129,6 +139,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if cfg.Dialect, err = shipper.ParseDialect(dialect); err != nil {
 		return cfg, &UsageError{fmt.Errorf("invalid --dialect: %w", err)}
+	}
+	if cfg.Queue.Policy, err = shipper.ParseQueuePolicy(policy); err != nil {
+		return cfg, &UsageError{fmt.Errorf("invalid --drop-policy: %w", err)}
 	}
 	if err := cfg.validate(); err != nil || cfg.Query.any() {
 		return cfg, err
@@ -180,6 +193,18 @@ func (c Config) validate() error {
 	}
 	if c.MaxSeries < 0 {
 		return usagef("invalid --max-series %d: must not be negative", c.MaxSeries)
+	}
+	switch {
+	case c.Queue.Capacity <= 0:
+		return usagef("invalid --queue-size %d: must be positive", c.Queue.Capacity)
+	case c.Breaker.Threshold <= 0:
+		return usagef("invalid --breaker-threshold %d: must be positive", c.Breaker.Threshold)
+	case c.Breaker.MinBackoff <= 0:
+		return usagef("invalid --breaker-min-backoff %v: must be positive", c.Breaker.MinBackoff)
+	case c.Breaker.MaxBackoff < c.Breaker.MinBackoff:
+		return usagef("invalid --breaker-max-backoff %v: must not be below --breaker-min-backoff %v", c.Breaker.MaxBackoff, c.Breaker.MinBackoff)
+	case c.MaxThrottle < 0 || c.MaxThrottle > shipper.MaxThrottleLevel:
+		return usagef("invalid --max-throttle-level %d: must be between 0 and %d", c.MaxThrottle, shipper.MaxThrottleLevel)
 	}
 	for _, t := range c.Tags {
 		if err := checkTag(t); err != nil {

@@ -88,7 +88,8 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 		}
 	}()
 	sh.ReleaseBTF()
-	ship, err := cfg.Output.open(stdout, shipper.Options{Dialect: cfg.Dialect, MaxPayload: cfg.MaxPayload})
+	ship, err := cfg.Output.open(stdout, shipper.Options{Dialect: cfg.Dialect, MaxPayload: cfg.MaxPayload,
+		Queue: cfg.Queue, Breaker: cfg.Breaker})
 	if err != nil {
 		return err
 	}
@@ -113,7 +114,11 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 			log.Warn("capabilities not dropped", "err", err)
 		}
 	}
-	health := shipper.NewHealth(shipper.HealthOptions{OnLevel: func(old, new shipper.Level) {
+	maxLevel := cfg.MaxThrottle
+	if maxLevel == 0 {
+		maxLevel = -1 // never throttle
+	}
+	health := shipper.NewHealth(shipper.HealthOptions{MaxLevel: maxLevel, OnLevel: func(old, new shipper.Level) {
 		rate := new.SampleEvery()
 		for _, s := range srcs {
 			if r, ok := s.collector().(bpf.SampleRater); ok {
