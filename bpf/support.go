@@ -53,7 +53,7 @@ func CheckSupport(btfPath string) error {
 // process may attach programs to network links, as the net collector does:
 // that needs CAP_NET_ADMIN.
 func CheckNetAdmin() error {
-	eff, err := effectiveCaps()
+	eff, _, err := Capabilities()
 	if err != nil {
 		return err
 	}
@@ -63,19 +63,23 @@ func CheckNetAdmin() error {
 	return nil
 }
 
-func effectiveCaps() (uint64, error) {
+// Capabilities returns the calling thread's effective and permitted
+// capability sets, bit n for capability n.
+func Capabilities() (effective, permitted uint64, err error) {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return 0, fmt.Errorf("read process capabilities: %w", err)
+		return 0, 0, fmt.Errorf("read process capabilities: %w", err)
 	}
-	return uint64(data[1].Effective)<<32 | uint64(data[0].Effective), nil
+	effective = uint64(data[1].Effective)<<32 | uint64(data[0].Effective)
+	permitted = uint64(data[1].Permitted)<<32 | uint64(data[0].Permitted)
+	return effective, permitted, nil
 }
 
 // checkCapabilities fails unless the effective set holds CAP_SYS_ADMIN, or
 // both CAP_BPF and CAP_PERFMON. The error names the ones that are missing.
 func checkCapabilities() error {
-	eff, err := effectiveCaps()
+	eff, _, err := Capabilities()
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfstatd/bpfstatd/bpf"
 )
 
 // Capabilities kept after start-up. Every bpf(2) call, even reading a map
@@ -34,7 +36,7 @@ func dropCapabilities(keep []uintptr) error {
 	for _, c := range keep {
 		mask |= 1 << c
 	}
-	held, err := permitted()
+	_, held, err := bpf.Capabilities() // every thread of the daemon has the same
 	if err != nil {
 		return err
 	}
@@ -60,17 +62,6 @@ func dropCapabilities(keep []uintptr) error {
 		return fmt.Errorf("set capabilities: %w", err)
 	}
 	return nil
-}
-
-// permitted returns the calling thread's permitted set; every thread of the
-// daemon has the same.
-func permitted() (uint64, error) {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return 0, fmt.Errorf("read capabilities: %w", err)
-	}
-	return uint64(data[1].Permitted)<<32 | uint64(data[0].Permitted), nil
 }
 
 // dropBounding drops every capability outside mask from the bounding set.
