@@ -137,9 +137,10 @@ func describe(h *bpf.Hist) string {
 	return fmt.Sprintf("%d waits, median bucket %d [%d, %d) ns, buckets %v", h.Count(), m, lo, hi, *h)
 }
 
-// TestRunqLatency measures the host's run-queue latency while it idles,
-// then with three times as many busy workers as CPUs: the median bucket
-// must rise. The workers' own waits, as the kernel accounts them in
+// TestRunqLatency measures the host's run-queue latency with one busy
+// worker, fewer runnable threads than CPUs (an idle host alone gives too
+// few waits to compare, dominated by wakeups from idle CPUs), then with
+// three times as many busy workers as CPUs: the median bucket must rise. The workers' own waits, as the kernel accounts them in
 // /proc/<pid>/task/<tid>/schedstat, must all be in the histogram: at least
 // as many waits, and no more time than the buckets' upper bounds allow.
 func TestRunqLatency(t *testing.T) {
@@ -149,6 +150,7 @@ func TestRunqLatency(t *testing.T) {
 	}
 	const period = 500 * time.Millisecond
 
+	startWorkers(t, 1)
 	h0 := readRunq(t, r)
 	time.Sleep(period)
 	h1 := readRunq(t, r)
