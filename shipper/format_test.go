@@ -26,3 +26,25 @@ func FuzzAppendInt(f *testing.F) {
 		}
 	})
 }
+
+func TestDecimalLen(t *testing.T) {
+	want := 1
+	for u, p := uint64(0), uint64(10); ; u++ {
+		if u == p {
+			want++
+			if p > math.MaxUint64/10 {
+				break
+			}
+			p *= 10
+		}
+		if got := decimalLen(u); got != want {
+			t.Fatalf("decimalLen(%d) = %d, want %d", u, got, want)
+		}
+		if u > 1000 && u < p-2 {
+			u = p - 2 // skip to just below the next power of ten
+		}
+	}
+	if got := decimalLen(math.MaxUint64); got != 20 {
+		t.Fatalf("decimalLen(MaxUint64) = %d, want 20", got)
+	}
+}
