@@ -15,6 +15,10 @@ type Ledger struct {
 	Emitted    uint64 // records submitted to the ring buffer
 	RingFull   uint64 // records lost because the ring had no room
 	SampledOut uint64 // events skipped by sampling
+	// RingFullEvents weighs each record lost to a full ring by the
+	// sample rate it was taken at: the events those records stood for.
+	// Without sampling it equals RingFull.
+	RingFullEvents uint64
 }
 
 // Lost returns the events that produced no record.
@@ -24,7 +28,7 @@ func (l Ledger) Lost() uint64 { return l.RingFull + l.SampledOut }
 func (l Ledger) Balanced() bool { return l.Seen == l.Emitted+l.RingFull+l.SampledOut }
 
 // ledgerSlots mirrors LEDGER_SLOTS in include/record.h.
-const ledgerSlots = 4
+const ledgerSlots = 5
 
 // readLedger sums program p's slots of a per-CPU ledger array.
 func readLedger(m *ebpf.Map, p Program, perCPU *[]uint64) (Ledger, error) {
@@ -38,5 +42,5 @@ func readLedger(m *ebpf.Map, p Program, perCPU *[]uint64) (Ledger, error) {
 			sums[slot] += n
 		}
 	}
-	return Ledger{Seen: sums[0], Emitted: sums[1], RingFull: sums[2], SampledOut: sums[3]}, nil
+	return Ledger{Seen: sums[0], Emitted: sums[1], RingFull: sums[2], SampledOut: sums[3], RingFullEvents: sums[4]}, nil
 }

@@ -193,12 +193,60 @@ func TestLedgerRingFull(t *testing.T) {
 		if !l.Balanced() {
 			t.Errorf("%s ledger %+v does not balance", prog, l)
 		}
+		if l.RingFullEvents != l.RingFull {
+			t.Errorf("%s ledger %+v: unsampled, ring-full events must equal records", prog, l)
+		}
 		emitted += l.Emitted
 		full += l.RingFull
 	}
 	// Each run is a fork, an exec and an exit: three records.
 	if full < 2*uint64(capacity) || emitted != stats.Records || emitted > uint64(capacity) {
 		t.Errorf("ring of %d records: emitted %d, ring full %d, drained %d", capacity, emitted, full, stats.Records)
+	}
+}
+
+// TestLedgerRingFullSampled fills a one-page ring with sampling at 1 in 4
+// while no reader runs: each record lost to the full ring counts once as a
+// record and four times as events, so that kept and lost records scaled by
+// their rate account for every event seen, to within the rate per CPU.
+func TestLedgerRingFullSampled(t *testing.T) {
+	page := uint32(os.Getpagesize())
+	sh, p := loadProcess(t, bpf.RingOptions{Size: page, WakeupBytes: 1})
+	path, _ := uniqueCopy(t, "/bin/true")
+	const rate = 4
+	if err := p.SetSampleRate(rate); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Attach(); err != nil {
+		t.Fatal(err)
+	}
+	capacity := int(page) / (bpf.ProcessRecordSize + 8)
+	for range 2 * rate * capacity {
+		if err := exec.Command(path).Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	drainAll(t, sh, func(*bpf.Record) {})()
+	cpus := uint64(runtime.NumCPU())
+	for _, prog := range []bpf.Program{bpf.ProgExec, bpf.ProgExit, bpf.ProgFork} {
+		l, err := sh.Ledger(prog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s ledger %+v", prog, l)
+		if !l.Balanced() || l.RingFull == 0 || l.SampledOut == 0 {
+			t.Errorf("%s ledger %+v: want balanced, with records lost and sampled out", prog, l)
+		}
+		if l.RingFullEvents != rate*l.RingFull {
+			t.Errorf("%s: %d records lost at rate %d counted as %d events, want %d", prog, l.RingFull, rate, l.RingFullEvents, rate*l.RingFull)
+		}
+		scaled := rate*l.Emitted + l.RingFullEvents
+		if diff := int64(scaled) - int64(l.Seen); diff > int64(rate*cpus) || -diff > int64(rate*cpus) {
+			t.Errorf("%s: emitted and lost scaled by rate %d, seen %d: off by more than %d", prog, scaled, l.Seen, rate*cpus)
+		}
 	}
 }
 

@@ -67,7 +67,7 @@ int BPF_PROG(record_syscall, struct pt_regs *regs, long id)
 	}
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
-		ledger_add(PROG_SYSCALL_PROC, LEDGER_RING_FULL);
+		ledger_ring_full(PROG_SYSCALL_PROC, rate);
 		return 0;
 	}
 	task = bpf_get_current_task_btf();

@@ -34,17 +34,32 @@ struct {
 	__type(value, __u64);
 } ledger SEC(".maps");
 
-/* ledger_add counts one event in a program's slot and returns the new
- * per-CPU count (0 if the slot is missing, which cannot happen). */
-static __always_inline __u64 ledger_add(__u32 prog, __u32 slot)
+/* ledger_addn adds n to a program's slot and returns the new per-CPU
+ * count (0 if the slot is missing, which cannot happen). */
+static __always_inline __u64 ledger_addn(__u32 prog, __u32 slot, __u64 n)
 {
 	__u32 key = prog * LEDGER_SLOTS + slot;
-	__u64 *n = bpf_map_lookup_elem(&ledger, &key);
+	__u64 *v = bpf_map_lookup_elem(&ledger, &key);
 
-	if (!n)
+	if (!v)
 		return 0;
-	*n += 1; /* per-CPU slot: no other writer */
-	return *n;
+	*v += n; /* per-CPU slot: no other writer */
+	return *v;
+}
+
+/* ledger_add counts one event in a program's slot and returns the new
+ * per-CPU count. */
+static __always_inline __u64 ledger_add(__u32 prog, __u32 slot)
+{
+	return ledger_addn(prog, slot, 1);
+}
+
+/* ledger_ring_full counts a record lost to a full ring, taken at sample
+ * rate: once as a record and rate times as events. */
+static __always_inline void ledger_ring_full(__u32 prog, __u32 rate)
+{
+	ledger_add(prog, LEDGER_RING_FULL);
+	ledger_addn(prog, LEDGER_RING_FULL_EVENTS, rate > 1 ? rate : 1);
 }
 
 /* record_reserve counts an event for prog and, unless sampling skips it or
@@ -64,7 +79,7 @@ static __always_inline void *reserve_record(__u32 prog, __u32 kind, __u64 size)
 	}
 	h = bpf_ringbuf_reserve(&events, size, 0);
 	if (!h) {
-		ledger_add(prog, LEDGER_RING_FULL);
+		ledger_ring_full(prog, rate);
 		return NULL;
 	}
 	h->kind = kind;

@@ -41,13 +41,16 @@ enum prog_id {
 };
 
 /* Slots of each program's per-CPU drop ledger: for ring-buffer programs,
- * seen = emitted + ring_full + sampled_out holds exactly. */
+ * seen = emitted + ring_full + sampled_out holds exactly.
+ * ring_full_events weighs each record lost to a full ring by the sample
+ * rate it was taken at: the events it stood for. */
 enum ledger_slot {
 	LEDGER_SEEN = 0,
 	LEDGER_EMITTED = 1,
 	LEDGER_RING_FULL = 2,
 	LEDGER_SAMPLED_OUT = 3,
-	LEDGER_SLOTS = 4,
+	LEDGER_RING_FULL_EVENTS = 4,
+	LEDGER_SLOTS = 5,
 };
 
 /* The first 16 bytes of every ring-buffer record. */
