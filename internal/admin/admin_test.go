@@ -21,6 +21,8 @@ func sample() Snapshot {
 		Throttle:   Throttle{Level: 1, SampleRate: 4},
 		Breaker:    "open",
 		Latency:    Latency{P50: Duration(2 * time.Millisecond), P99: Duration(9 * time.Millisecond)},
+		Goroutines: 17,
+		Ledgers:    []Ledger{{Program: "exec", Seen: 1207, Emitted: 1200, RingFull: 7}},
 		Drops:      []Drop{{Stage: "kernel", Reason: "ring_full", Source: "exec", Count: 7}, {Stage: "send", Reason: "breaker_open", Count: 3}},
 		Health:     Health{Healthy: false, Reasons: []string{"circuit breaker open: connection refused"}},
 	}
@@ -51,7 +53,8 @@ func TestQueryRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := sample()
-	if got.PID != want.PID || got.Uptime != want.Uptime || got.Breaker != "open" || len(got.Drops) != 2 || got.Drops[0] != want.Drops[0] || got.Health.Healthy {
+	if got.PID != want.PID || got.Uptime != want.Uptime || got.Breaker != "open" || len(got.Drops) != 2 || got.Drops[0] != want.Drops[0] || got.Health.Healthy ||
+		got.Goroutines != 17 || len(got.Ledgers) != 1 || got.Ledgers[0] != want.Ledgers[0] {
 		t.Errorf("Query = %+v, want %+v", got, want)
 	}
 	fi, err := os.Stat(path)
@@ -172,7 +175,7 @@ func TestFormat(t *testing.T) {
 	var b bytes.Buffer
 	s := sample()
 	WriteStatus(&b, s)
-	for _, want := range []string{"pid 42, up 1m30s", "unhealthy: circuit breaker open", "collector process", "3 programs attached", "12.5 events/s", "1 event in 4", "breaker", "p99 9ms"} {
+	for _, want := range []string{"pid 42, up 1m30s", "unhealthy: circuit breaker open", "collector process", "3 programs attached", "12.5 events/s", "1 event in 4", "breaker", "p99 9ms", "17 goroutines"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
 		}

@@ -23,7 +23,7 @@ func WriteStatus(w io.Writer, s Snapshot) error {
 	fmt.Fprintf(tw, "throttle\tlevel %d, kernel keeps 1 event in %d\n", s.Throttle.Level, max(s.Throttle.SampleRate, 1))
 	fmt.Fprintf(tw, "breaker\t%s\n", s.Breaker)
 	fmt.Fprintf(tw, "latency\tp50 %s, p99 %s, max %s\n", time.Duration(s.Latency.P50), time.Duration(s.Latency.P99), time.Duration(s.Latency.Max))
-	fmt.Fprintf(tw, "memory\tRSS %.1f MiB, Go heap %.1f MiB\n", float64(s.RSSBytes)/(1<<20), float64(s.HeapBytes)/(1<<20))
+	fmt.Fprintf(tw, "memory\tRSS %.1f MiB, Go heap %.1f MiB, %d goroutines\n", float64(s.RSSBytes)/(1<<20), float64(s.HeapBytes)/(1<<20), s.Goroutines)
 	return tw.Flush()
 }
 

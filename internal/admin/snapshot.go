@@ -25,6 +25,10 @@ type Snapshot struct {
 	Latency    Latency           `json:"latency"`
 	RSSBytes   uint64            `json:"rss_bytes"`
 	HeapBytes  uint64            `json:"heap_bytes"`
+	Goroutines int               `json:"goroutines"`
+	// Ledgers is each kernel program's ledger as the daemon last read it,
+	// once a flush interval.
+	Ledgers []Ledger `json:"ledgers"`
 	// Drops is the whole drop ledger, every stage and reason, cumulative
 	// since start.
 	Drops  []Drop `json:"drops"`
@@ -52,6 +56,18 @@ type Latency struct {
 	P50 Duration `json:"p50"`
 	P99 Duration `json:"p99"`
 	Max Duration `json:"max"`
+}
+
+// Ledger is one kernel program's count of events, cumulative since start.
+// For a ring-buffer program Seen == Emitted + RingFull + SampledOut, exactly
+// once the program is detached; a read while it runs may catch events
+// between their counts.
+type Ledger struct {
+	Program    string `json:"program"`
+	Seen       uint64 `json:"seen"`
+	Emitted    uint64 `json:"emitted"`
+	RingFull   uint64 `json:"ring_full"`
+	SampledOut uint64 `json:"sampled_out"`
 }
 
 // Drop is one line of the drop ledger.

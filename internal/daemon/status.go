@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,12 +89,15 @@ func (s *status) snapshot() admin.Snapshot {
 		Latency:   admin.Latency{P50: admin.Duration(lat.P50), P99: admin.Duration(lat.P99), Max: admin.Duration(lat.Max)},
 		RSSBytes:  rss(),
 		HeapBytes: shipper.HeapBytes(),
+		// Goroutines lets a soak test see leaks without a profile.
+		Goroutines: runtime.NumGoroutine(),
 	}
 	for i, src := range s.srcs {
 		cs := admin.CollectorStatus{Name: src.collector().Name(), Programs: len(src.programs())}
 		for _, p := range src.programs() {
 			l := ledgerAt(s.iv.ledgers, p)
 			cs.Events += l.Seen
+			snap.Ledgers = append(snap.Ledgers, admin.Ledger{Program: p.String(), Seen: l.Seen, Emitted: l.Emitted, RingFull: l.RingFull, SampledOut: l.SampledOut})
 			snap.Drops = append(snap.Drops,
 				admin.Drop{Stage: "kernel", Reason: "ring_full", Source: p.String(), Count: l.RingFull},
 				admin.Drop{Stage: "kernel", Reason: "sampled_out", Source: p.String(), Count: l.SampledOut})
