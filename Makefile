@@ -8,8 +8,11 @@ COUNT     ?= 5
 IMAGE     ?= bin/bpfstatd-image.tar
 IMAGE_NAME ?= ghcr.io/bpfstatd/bpfstatd:latest
 PLATFORMS ?= linux/amd64,linux/arm64
+SOAK_DURATION ?= 30m
+SOAK_RATE ?= 100000
+SOAK_OUT  ?= bin/soak
 
-.PHONY: all generate build run test e2e bench lint image
+.PHONY: all generate build run test e2e bench soak lint image
 
 all: lint build test
 
@@ -44,6 +47,11 @@ image:
 ## generated load; writes BENCHMARKS.md and bench/*.png (as root, ~10 min; BENCH_QUICK=1 for a short smoke run)
 bench:
 	cd bench && GO=$(GO) $(GO) run . -root .. -out ../BENCHMARKS.md -png . -count $(COUNT) -benchtime $(BENCHTIME)
+
+## soak: the daemon against statsd_exporter at $(SOAK_RATE) syscalls/s for $(SOAK_DURATION) (as root, not in CI):
+## RSS and goroutines flat, the kernel ledger exact, the receiver reconciled; writes $(SOAK_OUT)/soak.{csv,png,md}
+soak: build
+	cd bench && GO=$(GO) $(GO) run . -soak -root .. -soak-bin $(abspath $(BIN)) -soak-duration $(SOAK_DURATION) -soak-rate $(SOAK_RATE) -soak-out $(abspath $(SOAK_OUT))
 
 ## lint: go vet and gofmt
 lint:

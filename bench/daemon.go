@@ -36,13 +36,30 @@ type status struct {
 		P99 string `json:"p99"`
 		Max string `json:"max"`
 	} `json:"latency"`
-	RSSBytes  uint64 `json:"rss_bytes"`
-	HeapBytes uint64 `json:"heap_bytes"`
-	Drops     []drop `json:"drops"`
-	Health    struct {
+	RSSBytes   uint64         `json:"rss_bytes"`
+	HeapBytes  uint64         `json:"heap_bytes"`
+	Goroutines int            `json:"goroutines"`
+	Ledgers    []kernelLedger `json:"ledgers"`
+	Drops      []drop         `json:"drops"`
+	Health     struct {
 		Healthy bool     `json:"healthy"`
 		Reasons []string `json:"reasons"`
 	} `json:"health"`
+}
+
+// kernelLedger is one kernel program's counts, cumulative since start.
+type kernelLedger struct {
+	Program    string `json:"program"`
+	Seen       uint64 `json:"seen"`
+	Emitted    uint64 `json:"emitted"`
+	RingFull   uint64 `json:"ring_full"`
+	SampledOut uint64 `json:"sampled_out"`
+}
+
+// Unaccounted is what the identity seen = emitted + ring_full +
+// sampled_out misses: 0 for a ring-buffer program once detached.
+func (l kernelLedger) Unaccounted() int64 {
+	return int64(l.Seen) - int64(l.Emitted+l.RingFull+l.SampledOut)
 }
 
 type drop struct {
@@ -84,15 +101,19 @@ type daemon struct {
 	stopOnce       sync.Once
 }
 
-func startDaemon(bin, dir, output string, flush time.Duration) (*daemon, error) {
+// startDaemon runs bin with the by-process syscall path on, shipping to
+// output, with extra flags after the others, and waits until it answers
+// on its admin socket.
+func startDaemon(bin, dir, output string, flush time.Duration, extra ...string) (*daemon, error) {
 	d := &daemon{bin: bin, dir: dir, sock: filepath.Join(dir, "admin.sock"), stderr: filepath.Join(dir, "daemon.stderr"), exited: make(chan error, 1)}
 	os.Remove(d.sock)
 	errf, err := os.Create(d.stderr)
 	if err != nil {
 		return nil, err
 	}
-	d.cmd = exec.Command(bin, "--syscalls-by-process", "--output", output,
-		"--admin-socket", d.sock, "--flush-interval", flush.String(), "--log-format", "json")
+	args := []string{"--syscalls-by-process", "--output", output,
+		"--admin-socket", d.sock, "--flush-interval", flush.String(), "--log-format", "json"}
+	d.cmd = exec.Command(bin, append(args, extra...)...)
 	// gctrace is how the report gets GC pauses and heap sizes: the daemon
 	// does not export runtime/metrics.
 	d.cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")

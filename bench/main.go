@@ -11,6 +11,11 @@
 // BENCH_QUICK=1 (or -quick) is a smoke test: one short run of each
 // benchmark and two short load points, written to
 // $TMPDIR/bpfstatd-bench-quick/ so that the committed report stays.
+//
+// With -soak it runs the soak instead (`make soak`): the daemon against
+// statsd_exporter under a steady load for -soak-duration, sampling its
+// RSS, goroutines, kernel ledger and what the receiver got, into
+// -soak-out; it exits 1 when a check fails (see soakRun.judge).
 package main
 
 import (
@@ -48,8 +53,36 @@ func main() {
 		skipE2E   = flag.Bool("skip-e2e", false, "skip the end-to-end load runs")
 		keep      = flag.Bool("keep", false, "keep the work directory (daemon logs, perf data)")
 		render    = flag.Bool("render", false, "measure nothing: render the report again from bench-raw.txt and bench-run.json in -png's directory")
+		soak      = flag.Bool("soak", false, "run the soak instead of the benchmarks")
+		soakDur   = flag.Duration("soak-duration", 30*time.Minute, "soak: load time")
+		soakRate  = flag.Float64("soak-rate", 100_000, "soak: syscalls/s of the generator")
+		soakEvery = flag.Duration("soak-every", 10*time.Second, "soak: time between samples")
+		soakOut   = flag.String("soak-out", "../bin/soak", "soak: directory of soak.csv, soak.png, soak.md and daemon.log")
+		soakBin   = flag.String("soak-bin", "", "soak: the daemon to run (default: build one from -root)")
+		soakArgs  = flag.String("soak-args", "--max-throttle-level=0", "soak: more daemon flags, space-separated (no throttling keeps the receiver's count exact)")
 	)
 	flag.Parse()
+	if *soak {
+		rootAbs, err := filepath.Abs(*root)
+		if err != nil {
+			log.Fatal(err)
+		}
+		cfg := soakConfig{root: rootAbs, bin: *soakBin, out: *soakOut, dur: *soakDur, every: *soakEvery, flush: *flush,
+			rate: *soakRate, daemonArgs: strings.Fields(*soakArgs)}
+		failed, err := runSoak(cfg)
+		if err != nil {
+			log.Fatalf("soak: %v", err)
+		}
+		log.Printf("soak: wrote %s", filepath.Join(cfg.out, "soak.md"))
+		for _, f := range failed {
+			log.Printf("soak FAILED: %s", f)
+		}
+		if len(failed) > 0 {
+			os.Exit(1)
+		}
+		log.Printf("soak passed")
+		return
+	}
 	if *quick {
 		*count, *benchtime = 1, "100ms"
 		*rateList, *dur, *prof = "10000,100000", 4*time.Second, 0

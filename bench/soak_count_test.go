@@ -1,0 +1,40 @@
+package main
+
+import (
+	"os"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestParseCPUList(t *testing.T) {
+	got, err := parseCPUList("0-2,5")
+	if err != nil || !slices.Equal(got, []int{0, 1, 2, 5}) {
+		t.Errorf("parseCPUList = %v, %v", got, err)
+	}
+	if _, err := parseCPUList("0-x"); err == nil {
+		t.Error("parseCPUList(0-x) did not fail")
+	}
+}
+
+// TestCommCounter checks the kernel counts at least the generator's own
+// syscalls under its name, and only a few more (the runtime's).
+func TestCommCounter(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("perf counters on every CPU need root")
+	}
+	c, err := newCommCounter(loadComm)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer c.close()
+	r := runLoad(50_000, 500*time.Millisecond, 1)
+	n, err := c.count()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("generator counted %d syscalls, the kernel %d", r.Syscalls(), n)
+	if n < r.Syscalls() || n > r.Syscalls()+r.Syscalls()/100 {
+		t.Errorf("kernel counted %d syscalls named %s, the generator made %d", n, loadComm, r.Syscalls())
+	}
+}
