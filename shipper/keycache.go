@@ -1,15 +1,16 @@
 package shipper
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/bits"
 )
 
-// KeyCache remembers the series of a metric with one variable tag by a
-// fixed 16-byte identity of the tag's raw value, such as a task's comm as
+// KeyCache remembers the series of a metric with one variable tag by the
+// tag's raw value as a NUL-padded 16-byte name, such as a task's comm as
 // the kernel stores it, so that a lookup seen before compares two words
-// instead of hashing a string. It is direct-mapped: an identity that
-// collides with another is looked up again with [Metric.Key].
+// instead of hashing a string. It is direct-mapped: a name that collides
+// with another is looked up again with [Metric.Key].
 //
 // It returns exactly what [Metric.Key] would. It keeps a key only while
 // its series lives: an entry whose series the [Aggregator] evicted (see
@@ -26,7 +27,7 @@ type KeyCache struct {
 	shift uint8 // 64 - log2(len(slots))
 }
 
-// keySlot is one remembered identity; key is noKey when empty.
+// keySlot is one remembered name; key is noKey when empty.
 type keySlot struct {
 	id  [16]byte
 	key Key
@@ -48,21 +49,23 @@ func NewKeyCache(m *Metric, slots int) *KeyCache {
 	return c
 }
 
-// Key returns m.Key(value), where value must be a function of id alone
-// (such as id up to its first NUL): a hit returns the key remembered for
-// id without looking at value. It does not allocate once id's series
-// exists.
-func (c *KeyCache) Key(id *[16]byte, value []byte) Key {
-	s := &c.slots[c.index(id)]
+// Key returns m.Key(value), where value is name up to its first NUL (all
+// 16 bytes if it has none). It does not allocate once the series exists.
+func (c *KeyCache) Key(name *[16]byte) Key {
+	s := &c.slots[c.index(name)]
 	in := c.m.in
-	if s.key != noKey && s.id == *id && in.series[s.key].gen == s.gen {
+	if s.key != noKey && s.id == *name && in.series[s.key].gen == s.gen {
 		return s.key
+	}
+	value := name[:]
+	if i := bytes.IndexByte(value, 0); i >= 0 {
+		value = value[:i]
 	}
 	k := c.m.Key(value)
 	if k == c.m.overflow {
 		return k
 	}
-	*s = keySlot{id: *id, key: k, gen: in.series[k].gen}
+	*s = keySlot{id: *name, key: k, gen: in.series[k].gen}
 	return k
 }
 

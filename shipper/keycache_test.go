@@ -50,7 +50,7 @@ func testKeyCacheEvictExact(t *testing.T, slots int) {
 				name = names[rng.IntN(3)]
 			}
 			id := commID(name)
-			k := c.Key(&id, []byte(name))
+			k := c.Key(&id)
 			if mk := m.Key([]byte(name)); k != mk {
 				t.Fatalf("round %d: cache gave key %d for %s, Metric.Key %d", round, k, name, mk)
 			}
@@ -103,7 +103,7 @@ func TestKeyCacheStale(t *testing.T) {
 	p, _ := NewPacker(new(collect), PackerOptions{})
 	c := NewKeyCache(m, 64)
 	a := commID("a")
-	ka := c.Key(&a, []byte("a"))
+	ka := c.Key(&a)
 	agg.Add(ka, 1)
 	for range 3 {
 		agg.Flush(p)
@@ -114,7 +114,7 @@ func TestKeyCacheStale(t *testing.T) {
 	if kb := m.Key([]byte("b")); kb != ka {
 		t.Fatalf("key %d not reused by b (got %d)", ka, kb)
 	}
-	if k := c.Key(&a, []byte("a")); k == ka || in.Tags(k) != "comm:a" {
+	if k := c.Key(&a); k == ka || in.Tags(k) != "comm:a" {
 		t.Errorf("a looked up as key %d, tags %q; b has key %d", k, in.Tags(k), ka)
 	}
 }
@@ -124,8 +124,8 @@ func TestKeyCacheAllocs(t *testing.T) {
 	m := mustRegister(t, in, MetricSpec{Name: "c", TagKeys: []string{"comm"}})
 	c := NewKeyCache(m, 64)
 	id := commID("bsload")
-	c.Key(&id, []byte("bsload"))
-	if n := testing.AllocsPerRun(1000, func() { c.Key(&id, id[:6]) }); n != 0 {
+	c.Key(&id)
+	if n := testing.AllocsPerRun(1000, func() { c.Key(&id) }); n != 0 {
 		t.Errorf("%v allocations per cached lookup", n)
 	}
 }
@@ -144,8 +144,7 @@ func BenchmarkKeyCache(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			id := &ids[i%len(ids)]
-			c.Key(id, id[:len(names[i%len(ids)])])
+			c.Key(&ids[i%len(ids)])
 			i++
 		}
 	})
@@ -158,4 +157,20 @@ func BenchmarkKeyCache(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// TestKeyCacheName: the tag value is the name up to its first NUL, or all
+// 16 bytes; what follows a NUL does not make another series.
+func TestKeyCacheName(t *testing.T) {
+	in, _ := NewInterner(InternerOptions{})
+	m := mustRegister(t, in, MetricSpec{Name: "c", TagKeys: []string{"comm"}})
+	c := NewKeyCache(m, 64)
+	for _, tc := range []struct{ raw, value string }{
+		{"ab\x00zz", "ab"}, {"ab\x00yy", "ab"}, {"0123456789abcdef", "0123456789abcdef"}, {"", ""},
+	} {
+		id := commID(tc.raw)
+		if k, want := c.Key(&id), m.Key([]byte(tc.value)); k != want {
+			t.Errorf("%q: key %d, Metric.Key(%q) %d", tc.raw, k, tc.value, want)
+		}
+	}
 }
