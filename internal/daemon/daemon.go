@@ -136,16 +136,28 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
+	// The drain goroutine pushes records into recs; the pipeline's own
+	// goroutine aggregates them a batch at a time. A full recs makes the
+	// drain wait, and the kernel ring fill and count what it cannot write.
+	recs, err := ringbuf.NewRing[bpf.Record](recordRingSize, ringbuf.RingOptions{Policy: ringbuf.Block})
+	if err != nil {
+		return errors.Join(err, ship.Close(context.Background()))
+	}
 	var wg sync.WaitGroup
 	var drainErr, adminErr error
-	wg.Go(func() { drainErr = drain.Run(bg, p.add) })
+	drained := make(chan struct{})
+	wg.Go(func() {
+		defer close(drained)
+		drainErr = drain.RunInto(bg, recs)
+	})
+	wg.Go(func() { p.consume(recs, drained, cfg.Poll) })
 	wg.Go(func() { adminErr = srv.Serve(bg) })
 
 	interval := cfg.FlushInterval
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	flush := func() {
-		iv, err := p.flush(sh, drain, health.Level())
+	flush := func(final bool) {
+		iv, err := p.flush(sh, drain, health.Level(), final)
 		if err != nil {
 			log.Warn("ship metrics", "err", err)
 		}
@@ -162,7 +174,7 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 			continue
 		case <-tick.C:
 		}
-		flush()
+		flush(false)
 	}
 	// Stop intake, read everything the kernel queued, ship it, and wait
 	// (a little) for the sends.
@@ -171,7 +183,7 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 	}
 	stopBG()
 	wg.Wait()
-	flush()
+	flush(true)
 	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err = errors.Join(err, ship.Close(closeCtx))

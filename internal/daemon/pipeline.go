@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/bpfstatd/bpfstatd/bpf"
 	"github.com/bpfstatd/bpfstatd/ringbuf"
@@ -39,12 +40,32 @@ var userDrops = [...]struct {
 	{"send", "rejected_by_dialect", shipper.StatLinesRejected},
 }
 
+// Kernel drops, beside the user-space ones, that ship as
+// bpfstatd.drops{stage,reason}: the events that records lost to a full ring
+// stood for (ring_full times their sample rate), and the records the drain
+// could not hand to the pipeline.
+const (
+	dropRingFullEvents = iota
+	dropUserRing
+	numOtherDrops
+)
+
+var otherDrops = [numOtherDrops]struct{ stage, reason string }{
+	dropRingFullEvents: {"kernel", "ring_full_events"},
+	dropUserRing:       {"user_ring", "dropped"},
+}
+
 var selfCounters = [...]string{MetricKernelSeen, MetricRingFull, MetricSampledOut, MetricDrainRecords, MetricDecodeErrors, MetricLinesDropped}
 
+// recordRingSize is the number of records the user-space ring between the
+// drainer and the pipeline holds: at 1 M records/s, 8 ms of them.
+const recordRingSize = 8192
+
 // pipeline aggregates ring records and kernel counters per flush interval
-// and ships them. add is called by the drain goroutine; flush by the flush
-// loop; mu guards the interner, the aggregator and the sources between
-// them.
+// and ships them. consume runs on a goroutine of its own, fed by the
+// drainer; flush is called by the flush loop; mu guards the interner, the
+// aggregator and the sources between them, taken once per batch of
+// records.
 type pipeline struct {
 	mu      sync.Mutex
 	in      *shipper.Interner
@@ -57,6 +78,7 @@ type pipeline struct {
 	level   shipper.Key
 	breaker shipper.Key
 	drops   [len(userDrops)]shipper.Key
+	other   [numOtherDrops]shipper.Key
 
 	// cumulative counts at the last flush, for deltas
 	lastLedger []bpf.Ledger
@@ -112,6 +134,9 @@ func newPipeline(ship *shipper.Shipper, srcs []source, cfg Config) (*pipeline, e
 		for i, d := range userDrops {
 			p.drops[i] = m.Key([]byte(d.stage), []byte(d.reason))
 		}
+		for i, d := range otherDrops {
+			p.other[i] = m.Key([]byte(d.stage), []byte(d.reason))
+		}
 	}
 	for _, s := range srcs {
 		s.register(r)
@@ -127,22 +152,78 @@ func newPipeline(ship *shipper.Shipper, srcs []source, cfg Config) (*pipeline, e
 	return p, nil
 }
 
-// add aggregates one ring record, scaled by its sampling rate.
-func (p *pipeline) add(r *bpf.Record) {
-	if int(r.Kind) >= len(p.byKind) || p.byKind[r.Kind] == nil {
+// consume aggregates the records the drainer pushes into r, until drained
+// is closed and r is empty. It pops them a batch at a time and takes the
+// lock once per batch. When it finds r empty it sleeps poll, the drainer's
+// own poll interval, and a quarter of it after a batch that did not fill
+// its buffer, so that a ring of [recordRingSize] keeps up with a few
+// million records a second.
+func (p *pipeline) consume(r *ringbuf.Ring[bpf.Record], drained <-chan struct{}, poll time.Duration) {
+	buf := make([]bpf.Record, ringbuf.DrainBatch)
+	t := time.NewTimer(poll)
+	defer t.Stop()
+	for {
+		n := r.PopBatch(buf)
+		p.addBatch(buf[:n])
+		if n == len(buf) {
+			continue
+		}
+		wait := poll
+		if n > 0 {
+			wait = poll / 4
+		}
+		t.Reset(wait)
+		select {
+		case <-drained:
+			for n := r.PopBatch(buf); n > 0; n = r.PopBatch(buf) {
+				p.addBatch(buf[:n])
+			}
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// addBatch aggregates ring records, each scaled by its sampling rate,
+// under one lock.
+func (p *pipeline) addBatch(recs []bpf.Record) {
+	if len(recs) == 0 {
 		return
 	}
-	if r.TimeNS != 0 { // records without a timestamp (most syscall records) say nothing of latency
-		p.latency.Event(r.TimeNS)
+	for i := range recs {
+		if ts := recs[i].TimeNS; ts != 0 { // records without a timestamp (most syscall records) say nothing of latency
+			p.latency.Event(ts)
+		}
 	}
 	p.mu.Lock()
-	p.byKind[r.Kind].record(r, p.agg)
+	for i := range recs {
+		r := &recs[i]
+		if int(r.Kind) < len(p.byKind) {
+			if s := p.byKind[r.Kind]; s != nil {
+				s.record(r, p.agg)
+			}
+		}
+	}
 	p.mu.Unlock()
 }
 
+// ledgerReader reads the kernel drop ledger, as [bpf.Shared] does.
+type ledgerReader interface {
+	Ledgers() ([]bpf.Ledger, error)
+}
+
+// drainReader is what a flush reads of the drain, a
+// [ringbuf.Drainer][bpf.Record].
+type drainReader interface {
+	Stats() ringbuf.DrainStats
+	Fill() float64
+}
+
 // flush reads the kernel counters, adds bpfstatd's own, packs the interval
-// and sends it. It returns what it measured, and the first error.
-func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record], level shipper.Level) (interval, error) {
+// and sends it. It returns what it measured, and the first error. A final
+// flush, at shutdown, ships every series, including low-priority ones
+// that shedding at level would defer to an interval that never comes.
+func (p *pipeline) flush(sh ledgerReader, drain drainReader, level shipper.Level, final bool) (interval, error) {
 	var errs []error
 	ledgers, err := sh.Ledgers()
 	if err != nil {
@@ -151,7 +232,7 @@ func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record], lev
 	}
 	iv := interval{ledgers: ledgers, drain: drain.Stats()}
 	iv.signals.RingFill = drain.Fill()
-	var seen, full, sampled, emitted uint64
+	var seen, full, fullEvents, sampled, emitted uint64
 	for i, l := range ledgers {
 		var last bpf.Ledger
 		if i < len(p.lastLedger) {
@@ -159,6 +240,7 @@ func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record], lev
 		}
 		seen += l.Seen - last.Seen
 		full += l.RingFull - last.RingFull
+		fullEvents += l.RingFullEvents - last.RingFullEvents
 		sampled += l.SampledOut - last.SampledOut
 		emitted += l.Emitted - last.Emitted
 	}
@@ -183,13 +265,19 @@ func (p *pipeline) flush(sh *bpf.Shared, drain *ringbuf.Drainer[bpf.Record], lev
 	for i, d := range userDrops {
 		p.agg.Add(p.drops[i], int64(c[d.stat]-p.lastCounts[d.stat]))
 	}
+	p.agg.Add(p.other[dropRingFullEvents], int64(fullEvents))
+	p.agg.Add(p.other[dropUserRing], int64(iv.drain.Dropped-p.lastDrain.Dropped))
 	open := 0.0
 	if p.ship.Breaker() != shipper.BreakerClosed {
 		open = 1
 	}
 	p.agg.Set(p.breaker, open)
 	p.agg.Set(p.level, float64(level))
-	p.agg.SetShed(level.Shed())
+	if final {
+		p.agg.SetShed(1)
+	} else {
+		p.agg.SetShed(level.Shed())
+	}
 	p.ship.Flush(p.agg)
 	p.mu.Unlock()
 	p.ship.Send(context.Background())

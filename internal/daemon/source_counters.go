@@ -71,6 +71,7 @@ type syscallSource struct {
 	c          *bpf.Syscalls
 	byName     *shipper.Metric
 	byProcess  *shipper.Metric
+	byComm     *shipper.KeyCache            // byProcess's keys by the raw comm
 	names      [bpf.MaxSyscallNr + 1][]byte // syscall names, the last for out of range
 	last, curr bpf.SyscallCounts
 	rec        bpf.SyscallRecord
@@ -105,11 +106,18 @@ func (s *syscallSource) register(r *registrar) {
 		s.names[nr] = []byte(bpf.SyscallName(nr))
 	}
 	s.names[bpf.MaxSyscallNr] = []byte("out_of_range")
+	// One record per syscall: look its comm up by the kernel's 16 bytes,
+	// not by hashing the name. The cache drops what eviction invalidates.
+	s.byComm = shipper.NewKeyCache(s.byProcess, syscallCommSlots)
 }
+
+// syscallCommSlots is the size of the by-process key cache: thread names
+// busy at once on a host are far fewer.
+const syscallCommSlots = 1024
 
 func (s *syscallSource) record(r *bpf.Record, agg *shipper.Aggregator) {
 	if r.Syscall(&s.rec) == nil {
-		agg.Add(s.byProcess.Key(s.rec.Name()), int64(s.rec.Rate))
+		agg.Add(s.byComm.Key(&s.rec.Comm), int64(s.rec.Rate))
 	}
 }
 

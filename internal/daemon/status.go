@@ -100,6 +100,9 @@ func (s *status) snapshot() admin.Snapshot {
 			snap.Ledgers = append(snap.Ledgers, admin.Ledger{Program: p.String(), Seen: l.Seen, Emitted: l.Emitted, RingFull: l.RingFull, SampledOut: l.SampledOut})
 			snap.Drops = append(snap.Drops,
 				admin.Drop{Stage: "kernel", Reason: "ring_full", Source: p.String(), Count: l.RingFull},
+				// The events the lost records stood for: ring_full times
+				// the sample rate each was taken at.
+				admin.Drop{Stage: "kernel", Reason: "ring_full_events", Source: p.String(), Count: l.RingFullEvents},
 				admin.Drop{Stage: "kernel", Reason: "sampled_out", Source: p.String(), Count: l.SampledOut})
 		}
 		if i < len(s.rates) {
@@ -110,6 +113,7 @@ func (s *status) snapshot() admin.Snapshot {
 	c := s.iv.shipped
 	snap.Drops = append(snap.Drops,
 		admin.Drop{Stage: "drain", Reason: "decode_error", Count: s.iv.drain.DecodeErrors},
+		admin.Drop{Stage: "user_ring", Reason: "dropped", Count: s.iv.drain.Dropped},
 		admin.Drop{Stage: "queue", Reason: "dropped_oldest", Count: c[shipper.StatDroppedOldestLines]},
 		admin.Drop{Stage: "queue", Reason: "dropped_newest", Count: c[shipper.StatDroppedNewestLines]},
 		admin.Drop{Stage: "queue", Reason: "dropped_for_priority", Count: c[shipper.StatDroppedPriorityLine]},
