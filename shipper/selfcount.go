@@ -11,9 +11,10 @@ import (
 type Stat uint8
 
 // The shipper's own counters. Every datagram packed ends up in exactly one
-// of sent, failed or dropped (by reason), or is still queued:
+// of sent, failed or dropped (by reason), or is still queued, where those
+// returned were sent and failed both:
 //
-//	queued = sent + failed + dropped_* + in queue
+//	queued = sent - returned + failed + dropped_* + in queue
 //
 // and the same holds for lines.
 const (
@@ -22,7 +23,7 @@ const (
 	StatDatagramsSent               // datagrams the kernel accepted
 	StatLinesSent
 	StatBytesSent
-	StatDatagramsFailed // datagrams a send error lost
+	StatDatagramsFailed // datagrams a send error lost, or the network returned
 	StatLinesFailed
 	StatBytesFailed
 	StatSendCalls // send system calls
@@ -42,6 +43,10 @@ const (
 	StatFlushesDeferred     // flushes skipped while the breaker was open
 	StatLinesTooLong        // lines longer than a datagram, never queued
 	StatLinesRejected       // lines the dialect's receiver would reject, never queued
+	// Datagrams sent that the network returned undelivered (an ICMP error
+	// such as port unreachable quoting them), counted in sent and failed.
+	StatDatagramsReturned
+	StatLinesReturned
 	numStats
 )
 
@@ -56,6 +61,7 @@ var statNames = [numStats]string{
 	"dropped_closed", "dropped_closed_lines",
 	"breaker_opened", "breaker_probes", "breaker_closed",
 	"reconnects", "flushes_deferred", "lines_too_long", "lines_rejected",
+	"datagrams_returned", "lines_returned",
 }
 
 // String returns the stat's metric-name suffix, such as "datagrams_sent".

@@ -65,7 +65,7 @@ func (t *unixTransport) setDeadline(d time.Time) {
 }
 
 // probe dials the path again.
-func (t *unixTransport) probe(context.Context, time.Duration) (bool, error) {
+func (t *unixTransport) probe(context.Context, time.Duration, func([]byte)) (bool, error) {
 	t.close()
 	if err := t.dial(); err != nil {
 		return false, err
@@ -73,9 +73,10 @@ func (t *unixTransport) probe(context.Context, time.Duration) (bool, error) {
 	return true, nil
 }
 
-func (*unixTransport) staleRefused() bool          { return false }
-func (*unixTransport) bounced(time.Duration) error { return nil }
-func (*unixTransport) maxPayload() int             { return UnixgramPayload }
+func (*unixTransport) staleRefused() bool                        { return false }
+func (*unixTransport) bounced(time.Duration, func([]byte)) error { return nil }
+func (*unixTransport) returns() bool                             { return false }
+func (*unixTransport) maxPayload() int                           { return UnixgramPayload }
 
 func (t *unixTransport) close() error {
 	if t.conn == nil {

@@ -65,26 +65,3 @@ func (w *batchWriter) writeBatch(bufs [][]byte) (int, error) {
 	}
 	return n, nil
 }
-
-// socketError returns and clears the socket's pending error, such as an
-// ICMP port unreachable that arrived after a UDP send.
-func socketError(c syscall.Conn) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var soErr int
-	var gerr error
-	if err := rc.Control(func(fd uintptr) {
-		soErr, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-	}); err != nil {
-		return err
-	}
-	if gerr != nil {
-		return gerr
-	}
-	if soErr != 0 {
-		return syscall.Errno(soErr)
-	}
-	return nil
-}

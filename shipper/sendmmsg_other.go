@@ -27,6 +27,3 @@ func (w *batchWriter) writeBatch(bufs [][]byte) (int, error) {
 	}
 	return len(bufs), nil
 }
-
-// socketError is not available here: probes rely on the write alone.
-func socketError(syscall.Conn) error { return nil }

@@ -60,6 +60,8 @@ type Shipper struct {
 	sendStat  *CounterShard
 	timeout   time.Duration
 	probeWait time.Duration
+	log       *sentLog           // what was sent, when the transport names returns
+	bounce    func(quote []byte) // s.returned, allocated once
 
 	mu      sync.Mutex // the sending side: Run, Send and Close
 	batch   []Datagram
@@ -105,11 +107,11 @@ func NewConn(c net.Conn, opts Options) (*Shipper, error) {
 	switch c := c.(type) {
 	case *net.UDPConn:
 		if a, ok := c.RemoteAddr().(*net.UDPAddr); ok {
-			w, err := newBatchWriter(c)
+			tr, err := newUDPTransport("udp", a.String(), c)
 			if err != nil {
 				return nil, err
 			}
-			return newShipper(&udpTransport{network: "udp", addr: a.String(), conn: c, w: w}, opts)
+			return newShipper(tr, opts)
 		}
 	case *net.UnixConn:
 		if a, ok := c.RemoteAddr().(*net.UnixAddr); ok && a.Net == "unixgram" {
@@ -158,6 +160,10 @@ func newShipper(tr transport, opts Options) (*Shipper, error) {
 	if s.probeWait <= 0 {
 		s.probeWait = DefaultProbeWait
 	}
+	if tr.returns() {
+		s.log = newSentLog()
+	}
+	s.bounce = s.returned
 	return s, nil
 }
 
@@ -235,7 +241,7 @@ func (s *Shipper) step(ctx context.Context) bool {
 // probe checks a half-open breaker's receiver.
 func (s *Shipper) probe(ctx context.Context) {
 	s.sendStat.Add(StatBreakerProbes, 1)
-	reconnected, err := s.tr.probe(ctx, s.probeWait)
+	reconnected, err := s.tr.probe(ctx, s.probeWait, s.bounce)
 	if err != nil {
 		s.setErr(err)
 		s.breaker.Failure(time.Now())
@@ -253,9 +259,21 @@ func (s *Shipper) probe(ctx context.Context) {
 // send error refused is counted as failed; one the socket had no room for
 // goes back to the queue, as do those after a failure.
 func (s *Shipper) round() bool {
+	// Datagrams returned since the last round are lost, and the receiver
+	// likely gone: the round fails, whatever its sends do.
+	var roundErr error
+	if err := s.tr.bounced(0, s.bounce); err != nil {
+		roundErr = err
+	}
 	batch := s.batcher.Next(s.queue, s.batch)
 	s.batch = batch[:0]
 	if len(batch) == 0 {
+		if roundErr != nil {
+			s.setErr(roundErr)
+			if s.breaker.Failure(time.Now()) {
+				s.sendStat.Add(StatBreakerOpened, 1)
+			}
+		}
 		return false
 	}
 	bufs := s.bufs[:0]
@@ -265,7 +283,6 @@ func (s *Shipper) round() bool {
 	now := time.Now()
 	s.tr.setDeadline(now.Add(s.timeout))
 	sent, ok := 0, 0
-	var roundErr error
 	pressure, retried := false, false
 	for sent < len(batch) {
 		n, err := s.tr.writeBatch(bufs[sent:])
@@ -283,6 +300,7 @@ func (s *Shipper) round() bool {
 		}
 		if !retried && s.tr.staleRefused() && isRefused(err) {
 			retried = true // the error was about an earlier datagram
+			s.tr.bounced(0, s.bounce)
 			continue
 		}
 		s.failed(batch[sent])
@@ -308,7 +326,7 @@ func (s *Shipper) round() bool {
 		}
 	}
 	if s.breaker.Failures() > 0 {
-		if err := s.tr.bounced(s.probeWait); err != nil {
+		if err := s.tr.bounced(s.probeWait, s.bounce); err != nil {
 			s.setErr(err)
 			if s.breaker.Failure(time.Now()) {
 				s.sendStat.Add(StatBreakerOpened, 1)
@@ -324,6 +342,9 @@ func (s *Shipper) round() bool {
 
 func (s *Shipper) sent(ds []Datagram) {
 	for _, d := range ds {
+		if s.log != nil {
+			s.log.add(d.Bytes(), d.Lines)
+		}
 		s.sendStat.Add(StatDatagramsSent, 1)
 		s.sendStat.Add(StatLinesSent, uint64(d.Lines))
 		s.sendStat.Add(StatBytesSent, uint64(d.Len()))
@@ -339,6 +360,21 @@ func (s *Shipper) failed(d Datagram) {
 	s.sendStat.Add(StatLinesFailed, uint64(d.Lines))
 	s.sendStat.Add(StatBytesFailed, uint64(d.Len()))
 	d.Release()
+}
+
+// returned counts a datagram sent that the network returned undelivered,
+// known by the prefix of its payload that the error quotes, as failed. An
+// empty one is a probe.
+func (s *Shipper) returned(quote []byte) {
+	if len(quote) == 0 {
+		return
+	}
+	size, lines, _ := s.log.match(quote)
+	s.sendStat.Add(StatDatagramsFailed, 1)
+	s.sendStat.Add(StatLinesFailed, uint64(lines))
+	s.sendStat.Add(StatBytesFailed, uint64(size))
+	s.sendStat.Add(StatDatagramsReturned, 1)
+	s.sendStat.Add(StatLinesReturned, uint64(lines))
 }
 
 func (s *Shipper) setErr(err error) { s.lastErr.Store(&err) }
@@ -358,6 +394,7 @@ func (s *Shipper) Close(ctx context.Context) error {
 	s.queue.DropAll()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.tr.bounced(0, s.bounce) // count what came back of the last sends
 	return s.tr.close()
 }
 

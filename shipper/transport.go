@@ -17,15 +17,21 @@ type transport interface {
 	// setDeadline bounds the next writes.
 	setDeadline(t time.Time)
 	// probe checks whether the receiver is back, and reports whether it
-	// had to reconnect.
-	probe(ctx context.Context, wait time.Duration) (reconnected bool, err error)
+	// had to reconnect. Datagrams found returned meanwhile go to bounce,
+	// as with bounced.
+	probe(ctx context.Context, wait time.Duration, bounce func(quote []byte)) (reconnected bool, err error)
 	// staleRefused reports whether ECONNREFUSED from a write is about an
 	// earlier datagram (connected UDP, where ICMP errors arrive late), so
 	// that the datagram itself can be retried once.
 	staleRefused() bool
 	// bounced waits for wait and returns the error, if any, that the
-	// receiver reported since for the datagrams just sent (UDP's ICMP).
-	bounced(wait time.Duration) error
+	// network reported since the last call for the datagrams sent (UDP's
+	// ICMP). It calls bounce with what it knows of each datagram returned
+	// undelivered: the prefix of its payload that the error quotes.
+	bounced(wait time.Duration, bounce func(quote []byte)) error
+	// returns reports whether bounced can name returned datagrams, so
+	// that the sender remembers what it sent.
+	returns() bool
 	// maxPayload is the default payload limit.
 	maxPayload() int
 	close() error
@@ -43,11 +49,14 @@ func (t writerTransport) writeBatch(bufs [][]byte) (int, error) {
 	return len(bufs), nil
 }
 
-func (writerTransport) setDeadline(time.Time)                              {}
-func (writerTransport) probe(context.Context, time.Duration) (bool, error) { return false, nil }
-func (writerTransport) staleRefused() bool                                 { return false }
-func (writerTransport) bounced(time.Duration) error                        { return nil }
-func (writerTransport) maxPayload() int                                    { return UDPPayload }
+func (writerTransport) setDeadline(time.Time) {}
+func (writerTransport) probe(context.Context, time.Duration, func([]byte)) (bool, error) {
+	return false, nil
+}
+func (writerTransport) staleRefused() bool                        { return false }
+func (writerTransport) bounced(time.Duration, func([]byte)) error { return nil }
+func (writerTransport) returns() bool                             { return false }
+func (writerTransport) maxPayload() int                           { return UDPPayload }
 
 func (t writerTransport) close() error {
 	if c, ok := t.w.(io.Closer); ok {
