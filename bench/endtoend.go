@@ -29,11 +29,14 @@ type point struct {
 	SampleRate uint32 // kernel sampling at the end of the load
 	Throttle   int
 	RingFull   uint64 // kernel ring_full drops during the load, every program
-	Sampled    uint64 // kernel sampled_out drops during the load
-	UserDrops  uint64 // drain, queue, send drops during the load
-	GC         gcStats
-	Datagrams  uint64
-	Profile    string // perf's top symbols of the daemon, after the measured window
+	// RingFullEvents weighs each ring_full record by the sample rate it
+	// was taken at: the events lost, every program.
+	RingFullEvents uint64
+	Sampled        uint64 // kernel sampled_out drops during the load
+	UserDrops      uint64 // drain, queue, send drops during the load
+	GC             gcStats
+	Datagrams      uint64
+	Profile        string // perf's top symbols of the daemon, after the measured window
 }
 
 // NSPerEvent is the daemon's CPU time per syscall event it saw, from
@@ -52,9 +55,12 @@ func (p *point) GenRate() float64 { return float64(p.Load.Syscalls()) / p.Load.E
 // runtime's own signal returns on the generator thread).
 func (p *point) Missing() int64 { return int64(p.Load.Syscalls()) - int64(p.Received) }
 
-// Unaccounted is what is missing beyond what the drop ledger counted.
+// Unaccounted is what is missing beyond what the drop ledger counted: the
+// events the full ring lost (each record at its sample rate stands for
+// that many events, as the received counts are scaled), and user-space
+// drops.
 func (p *point) Unaccounted() int64 {
-	return max(0, p.Missing()-int64(p.RingFull+p.UserDrops))
+	return max(0, p.Missing()-int64(max(p.RingFullEvents, p.RingFull)+p.UserDrops))
 }
 
 // latencyBogus reports latencies that cannot be real: the daemon samples
@@ -198,6 +204,8 @@ func runPoint(bin, dir string, rate float64, dur, flush, prof time.Duration) *po
 	for k, v := range a {
 		delta := v - b[k]
 		switch {
+		case hasPrefix(k, "kernel/ring_full_events"):
+			p.RingFullEvents += delta
 		case hasPrefix(k, "kernel/ring_full"):
 			p.RingFull += delta
 		case hasPrefix(k, "kernel/sampled_out"):
@@ -213,7 +221,7 @@ func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
 // e2eTable renders the end-to-end points.
 func e2eTable(pts []*point) *Table {
-	t := &Table{Head: []string{"target", "threads", "generated/s", "daemon saw events/s (all comms)", "throttle level: max, end (flush ×2^level)", "daemon CPU % of a core", "daemon CPU ns per event seen", "RSS max MB", "Go heap MB", "latency p50", "latency p99", "kernel sampling 1 in", "generated", "received", "missing", "ring_full (all)", "sampled_out", "user-space drops", "unaccounted", "background events/s"}}
+	t := &Table{Head: []string{"target", "threads", "generated/s", "daemon saw events/s (all comms)", "throttle level: max, end (flush ×2^level)", "daemon CPU % of a core", "daemon CPU ns per event seen", "RSS max MB", "Go heap MB", "latency p50", "latency p99", "kernel sampling 1 in", "generated", "received", "missing", "ring_full (all)", "ring_full events (all)", "sampled_out", "user-space drops", "unaccounted", "background events/s"}}
 	for _, p := range pts {
 		if p.Err != "" {
 			t.Add(rateName(p.Target), "error: "+p.Err)
@@ -224,7 +232,7 @@ func e2eTable(pts []*point) *Table {
 			latency(p, p.P50), latency(p, p.P99), strconv.Itoa(int(max(p.SampleRate, 1))),
 			strconv.FormatUint(p.Load.Syscalls(), 10), strconv.FormatUint(p.Received, 10),
 			fmt.Sprintf("%d (%.2f%%)", p.Missing(), 100*float64(p.Missing())/math.Max(1, float64(p.Load.Syscalls()))),
-			strconv.FormatUint(p.RingFull, 10), strconv.FormatUint(p.Sampled, 10), strconv.FormatUint(p.UserDrops, 10),
+			strconv.FormatUint(p.RingFull, 10), strconv.FormatUint(p.RingFullEvents, 10), strconv.FormatUint(p.Sampled, 10), strconv.FormatUint(p.UserDrops, 10),
 			strconv.FormatInt(p.Unaccounted(), 10), Num(p.Background))
 	}
 	return t
