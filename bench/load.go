@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
 	"sync/atomic"
@@ -14,8 +15,10 @@ import (
 
 // loadComm is the thread name of the load generator's threads: the
 // daemon's host.syscalls.by_process metric counts their syscalls under
-// comm:loadComm, apart from everything else on the host.
-const loadComm = "bsload"
+// comm:loadComm, apart from everything else on the host. It carries the
+// bench's process id, so that two benches on one host (make bench and a
+// soak) never count each other's calls. Set once, at start.
+var loadComm = "bsload-" + strconv.Itoa(os.Getpid())
 
 // A loadResult counts the syscalls the generator made on its thread.
 type loadResult struct {

@@ -35,7 +35,7 @@ func plotE2E(pts []*point, s series) error {
 	}
 	pl := plot.New()
 	pl.Title.Text = s.title
-	pl.X.Label.Text = "generated syscalls/s, comm bsload (host load on top)"
+	pl.X.Label.Text = "generated syscalls/s, comm bsload-PID (host load on top)"
 	pl.Y.Label.Text = s.ylabel
 	pl.X.Scale = plot.LogScale{}
 	pl.X.Tick.Marker = plot.LogTicks{Prec: -1}
