@@ -21,16 +21,15 @@ func TestDaemonReceiverDownUDP(t *testing.T) {
 	testOutage(t, outage{hold: longForm("BPFSTATD_E2E_LONG", 20*time.Second, 60*time.Second), checkRSS: true})
 }
 
-// TestDaemonReceiverDeathLosesUncounted is a known bug, run only with
-// BPFSTATD_E2E_KNOWN_BUGS=1: execs shipped in the first interval after a
-// UDP receiver dies are lost and the ledger counts nothing. The send of
-// that datagram succeeds (the port-unreachable error comes back after it)
-// and the error the next send returns is not charged to it.
-func TestDaemonReceiverDeathLosesUncounted(t *testing.T) {
+// TestDaemonReceiverDeathCounted kills a UDP receiver and runs execs at
+// once, before the breaker opens: the datagrams shipped in the first
+// intervals after the death are sent successfully and come back as ICMP
+// port unreachables only afterwards. The daemon reads each one from its
+// socket's error queue (IP_RECVERR) and counts the datagram's lines as
+// failed, so that whatever execs the exporter lacks, the ledger counts lost
+// lines for.
+func TestDaemonReceiverDeathCounted(t *testing.T) {
 	requireE2E(t)
-	if os.Getenv("BPFSTATD_E2E_KNOWN_BUGS") != "1" {
-		t.Skip("known bug: a UDP datagram sent just before the ICMP port-unreachable is lost uncounted; set BPFSTATD_E2E_KNOWN_BUGS=1 to run")
-	}
 	testOutage(t, outage{hold: 3 * time.Second, execsAtOnce: true})
 }
 
