@@ -29,17 +29,22 @@ const drainChunk = 32768
 //     has popped every record. The drainer is locked to CPU 0, the
 //     consumer (the benchmark goroutine) to CPU 1. wake-µs is the time
 //     from the forced wakeup to the first batch, off the clock: on a
-//     shared machine it is mostly the wait for CPU 0. backlog-readinto is the baseline: cilium's
-//     Reader.ReadInto and the decoder alone, with no user ring.
+//     shared machine it is mostly the wait for CPU 0. The peers read
+//     the same backlog on one goroutine with cilium's Reader and the
+//     decoder alone, with no user ring: backlog-readinto with ReadInto
+//     into one reused record, as the Drainer does, backlog-read with
+//     Read, a new record each read.
 //   - producing: a program on CPU 1 writes records (16 per test run) while
 //     the drainer, locked to CPU 0, drains them, and the consumer, also on
-//     CPU 0, pops them; an op is 32 K records received. timer: the program never wakes the reader, which reads a
-//     16 MiB ring every 10 ms. wakeup: the production defaults, a 256 KiB
-//     ring whose writer forces a wakeup past a quarter full, and a 10 ms
-//     timer. reader-ns/record is the drain thread's CPU time per record.
+//     CPU 0, pops them; an op is 32 K records received. timer: the
+//     program never wakes the reader, which reads a 16 MiB ring every
+//     10 ms. wakeup: the production defaults, a 256 KiB ring whose writer
+//     forces a wakeup past a quarter full, and a 10 ms timer.
+//     reader-ns/record is the drain thread's CPU time per record.
 func BenchmarkDrain(b *testing.B) {
 	b.Run("backlog", benchBacklog)
-	b.Run("backlog-readinto", benchBacklogReadInto)
+	b.Run("backlog-readinto", func(b *testing.B) { benchBacklogCilium(b, true) })
+	b.Run("backlog-read", func(b *testing.B) { benchBacklogCilium(b, false) })
 	b.Run("producing/timer", func(b *testing.B) { benchProducing(b, 16<<20, writerOptions{}) })
 	b.Run("producing/wakeup", func(b *testing.B) { benchProducing(b, 256<<10, writerOptions{wakeup: 64 << 10}) })
 }
@@ -126,7 +131,10 @@ func benchBacklog(b *testing.B) {
 	b.ReportMetric(float64(readerCPU.Nanoseconds())/float64(c.received), "reader-ns/record")
 }
 
-func benchBacklogReadInto(b *testing.B) {
+// benchBacklogCilium drains the backlog with cilium's Reader alone, on the
+// benchmark goroutine: with ReadInto into one reused record, or with Read,
+// which allocates a record for every read.
+func benchBacklogCilium(b *testing.B, into bool) {
 	needTwoCPUs(b)
 	events := newRingBuf(b, backlogSize)
 	w := newWriter(b, events, writerOptions{burst: 64})
@@ -138,6 +146,7 @@ func benchBacklogReadInto(b *testing.B) {
 	var rec cebpf.Record
 	var item testRecord
 	var drained uint64
+	pinTo(0) // where the Drainer reads
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
@@ -146,7 +155,11 @@ func benchBacklogReadInto(b *testing.B) {
 		// A deadline in the past: read what is there, then return.
 		rd.SetDeadline(time.Unix(1, 0))
 		for {
-			err := rd.ReadInto(&rec)
+			if into {
+				err = rd.ReadInto(&rec)
+			} else {
+				rec, err = rd.Read()
+			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				break
 			}

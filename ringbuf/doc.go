@@ -3,26 +3,30 @@
 //
 // # Drain
 //
-// A [Drainer] reads records from a BPF ring buffer map, decodes them into a
-// reused batch and hands the batch on without allocating: to a function
-// ([Drainer.Run]) or into a [Ring] or a [Lane] ([Drainer.RunInto]), whose
-// policy decides what a full ring does; what it drops is counted in
-// [DrainStats].
+// A [Drainer] reads records from a BPF ring buffer map through
+// github.com/cilium/ebpf/ringbuf's Reader, each into one reused record,
+// decodes them into a reused batch and hands the batch on without
+// allocating: to a function ([Drainer.Run]) or into a [Ring] or a [Lane]
+// ([Drainer.RunInto]), whose policy decides what a full ring does; what it
+// drops is counted in [DrainStats], and [Drainer.Fill] reports how full
+// the kernel ring is.
 //
 // The kernel side decides when the reader wakes: a program submits records
 // with BPF_RB_NO_WAKEUP and forces a wakeup (BPF_RB_FORCE_WAKEUP) once the
 // ring is filling up, and the Drainer reads the ring at least every
-// [DrainOptions.Poll] as well. Between wakeups it sleeps, however many
-// records wait below the threshold. When its context is done it reads the
-// ring to the end once more, so a caller that stops the programs first
-// loses nothing.
+// [DrainOptions.Poll] as well, the reader's deadline. Once it has found the
+// ring empty it sleeps until then, however many records arrive below the
+// threshold. The reader's wait is level-triggered, though: once woken, it
+// returns at once from every wait that finds a record, so behind a
+// producer that keeps writing the Drainer reads on, a few records a system
+// call, until a wait finds the ring empty. When its context is done it
+// flushes the reader out of its sleep and reads the ring to the end once
+// more, so a caller that stops the programs first loses nothing.
 //
-// Draining costs about 15 ns of CPU a record on the development machines,
-// the push into a Ring included, because the Drainer maps the ring itself
-// and gives the space back to the kernel once per batch of [DrainBatch]
-// records; cilium's ringbuf.Reader, which takes a lock and writes the
-// consumer position for every record, costs about 30 ns for the read
-// alone.
+// The read costs what cilium's ReadInto costs, a lock and a store of the
+// consumer position for every record, and the rest of the drain, the
+// decoder and the push into a Ring, adds little to it; README.md gives the
+// measurements.
 //
 // # Shards
 //

@@ -297,9 +297,15 @@ func (d *Drainer[T]) step(sink *Ring[T], hand func([]T), max int) (empty bool, e
 
 // fill decodes the records the kernel ring holds into dst, returns how
 // many it decoded, and reports whether it found the ring empty. Only its
-// first read may wait, if the drainer sleeps; it stops without reading on
-// once a record leaves the ring empty, so as not to ask the kernel. It is
-// the hot loop: what it updates per record lives in registers.
+// first read may wait, if the drainer sleeps. It is the hot loop: what it
+// updates per record lives in registers.
+//
+// It reads on until the reader reports the ring empty rather than stopping
+// at a record that leaves it empty ([kring.Record.Remaining]), so that the
+// reader has seen the end of the ring and its next read sleeps: the reader
+// returns records that arrived meanwhile first, and a drainer that took
+// them as the start of a new batch would chase the producer in batches of
+// a record or two.
 func (d *Drainer[T]) fill(dst []T) (n int, empty bool, err error) {
 	rd, rec, decode := d.rd, &d.rec, d.decode
 	var bytes, bad uint64
@@ -316,10 +322,6 @@ func (d *Drainer[T]) fill(dst []T) (n int, empty bool, err error) {
 			bad++
 		} else {
 			n++
-		}
-		if rec.Remaining == 0 {
-			empty = true
-			break
 		}
 	}
 	d.count.Bytes += bytes
