@@ -36,9 +36,14 @@ func (r loadResult) Syscalls() uint64 { return r.Getppid + r.Sleeps }
 //
 // With threads > 1, that many threads share the rate.
 func runLoad(rate float64, dur time.Duration, threads int) loadResult {
+	return runLoadAs(loadComm, rate, dur, threads)
+}
+
+// runLoadAs is runLoad with threads named comm.
+func runLoadAs(comm string, rate float64, dur time.Duration, threads int) loadResult {
 	out := make(chan loadResult)
 	for range threads {
-		go loadThread(rate/float64(threads), dur, out)
+		go loadThread(comm, rate/float64(threads), dur, out)
 	}
 	var sum loadResult
 	for range threads {
@@ -50,10 +55,10 @@ func runLoad(rate float64, dur time.Duration, threads int) loadResult {
 	return sum
 }
 
-func loadThread(rate float64, dur time.Duration, out chan<- loadResult) {
+func loadThread(comm string, rate float64, dur time.Duration, out chan<- loadResult) {
 	func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with us
-		name := append([]byte(loadComm), 0)
+		name := append([]byte(comm), 0)
 		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 		var r loadResult
 		start := time.Now()

@@ -23,18 +23,18 @@ func TestCommCounter(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("perf counters on every CPU need root")
 	}
-	c, err := newCommCounter(loadComm)
+	c, err := newCommCounter(soakComm)
 	if err != nil {
 		t.Skip(err)
 	}
 	defer c.close()
-	r := runLoad(50_000, 500*time.Millisecond, 1)
+	r := runLoadAs(soakComm, 50_000, 500*time.Millisecond, 1)
 	n, err := c.count()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("generator counted %d syscalls, the kernel %d", r.Syscalls(), n)
 	if n < r.Syscalls() || n > r.Syscalls()+r.Syscalls()/100 {
-		t.Errorf("kernel counted %d syscalls named %s, the generator made %d", n, loadComm, r.Syscalls())
+		t.Errorf("kernel counted %d syscalls named %s, the generator made %d", n, soakComm, r.Syscalls())
 	}
 }

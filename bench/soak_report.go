@@ -30,10 +30,10 @@ func (r *soakRun) loadSamples() []soakSample {
 	return out
 }
 
-// warmIndex is the first load sample at the warm mark, or at half the run
-// for runs shorter than twice the mark.
+// warmIndex is the first load sample at the warm mark, or at two thirds
+// of runs shorter than 3 minutes.
 func warmIndex(ss []soakSample, dur time.Duration) int {
-	mark := min(soakWarm, dur/2)
+	mark := min(soakWarm, dur*2/3)
 	for i, s := range ss {
 		if s.At >= mark {
 			return i
@@ -86,7 +86,7 @@ func (r *soakRun) judge() []string {
 		failed = append(failed, fmt.Sprintf("ledger of %s: seen − (emitted + ring_full + sampled_out) beyond the read skew in %d of %d samples", prog, n, len(r.Samples)))
 	}
 	if miss := math.Abs(float64(r.Events) - r.Received); miss > float64(r.drops()) {
-		failed = append(failed, fmt.Sprintf("receiver got %.0f of %d bsload events: %.0f apart, %d counted drops", r.Received, r.Events, miss, r.drops()))
+		failed = append(failed, fmt.Sprintf("receiver got %.0f of %d "+soakComm+" events: %.0f apart, %d counted drops", r.Received, r.Events, miss, r.drops()))
 	}
 	return failed
 }
@@ -136,7 +136,7 @@ func ledgerBreaks(ss []soakSample) map[string]int {
 	return out
 }
 
-// drops are the counted losses that may excuse missing bsload events.
+// drops are the counted losses that may excuse missing events.
 func (r *soakRun) drops() uint64 { return r.RingFull + r.Sampled + r.UserDrops }
 
 func (r *soakRun) markdown(failed []string) string {
@@ -145,7 +145,7 @@ func (r *soakRun) markdown(failed []string) string {
 	fmt.Fprintf(&b, "# Soak: %s at %s events/s\n\n", r.cfg.dur, Num(r.cfg.rate))
 	fmt.Fprintf(&b, "`bpfstatd --syscalls-by-process --dialect statsd_exporter %s` shipping to statsd_exporter on loopback; "+
 		"a thread named `%s` calling getppid; a sample every %s (`soak.csv`, `soak.png`).\n\n",
-		strings.Join(r.cfg.daemonArgs, " "), loadComm, r.cfg.every)
+		strings.Join(r.cfg.daemonArgs, " "), soakComm, r.cfg.every)
 	if len(failed) == 0 {
 		b.WriteString("**Passed.**\n\n")
 	} else {
@@ -187,7 +187,7 @@ func (r *soakRun) markdown(failed []string) string {
 	}
 	t.Add("ledger identity seen = emitted + ring_full + sampled_out (every program)",
 		fmt.Sprintf("exact in %d of %d samples; largest miss %d; beyond the read skew in %d", exact, len(r.Samples), worst, beyond))
-	t.Add("bsload syscalls: kernel count, generator's own count", fmt.Sprintf("%d, %d", r.Events, r.Generated.Syscalls()))
+	t.Add(soakComm+" syscalls: kernel count, generator's own count", fmt.Sprintf("%d, %d", r.Events, r.Generated.Syscalls()))
 	t.Add("received at statsd_exporter", fmt.Sprintf("%.0f (%+.0f)", r.Received, r.Received-float64(r.Events)))
 	t.Add("counted drops: "+byProcessProg+" ring_full, sampled_out; user space", fmt.Sprintf("%d, %d; %d", r.RingFull, r.Sampled, r.UserDrops))
 	b.WriteString(t.Markdown())

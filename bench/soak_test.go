@@ -86,7 +86,7 @@ func TestWarmIndex(t *testing.T) {
 	if i := warmIndex(r.Samples, 300*time.Second); i != 12 {
 		t.Errorf("warmIndex of a 5 min run = %d, want 12 (2 min)", i)
 	}
-	if i := warmIndex(r.Samples[:7], 60*time.Second); i != 3 {
-		t.Errorf("warmIndex of a 1 min run = %d, want 3 (30 s)", i)
+	if i := warmIndex(r.Samples[:7], 60*time.Second); i != 4 {
+		t.Errorf("warmIndex of a 1 min run = %d, want 4 (40 s)", i)
 	}
 }
