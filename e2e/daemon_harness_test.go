@@ -166,9 +166,11 @@ func freePort(t *testing.T, network string) int {
 // exporter is a statsd_exporter started by a test, listening on UDP or a
 // Unix datagram socket, with its web interface on a loopback port.
 type exporter struct {
-	udpPort  int    // 0 with a unixgram listener
-	unixPath string // "" with a UDP listener
-	web      string // HOST:PORT of /metrics
+	udpPort  int     // 0 with a unixgram listener
+	udpHost  string  // its UDP address, 127.0.0.1 unless set
+	unixPath string  // "" with a UDP listener
+	web      string  // HOST:PORT of /metrics
+	ns       *testNS // the network namespace it runs in, nil for the test's
 
 	cmd    *exec.Cmd
 	done   chan struct{}
@@ -193,7 +195,7 @@ func (e *exporter) output() string {
 	if e.unixPath != "" {
 		return "unix://" + e.unixPath
 	}
-	return fmt.Sprintf("udp://127.0.0.1:%d", e.udpPort)
+	return fmt.Sprintf("udp://%s:%d", e.host(), e.udpPort)
 }
 
 // start starts the exporter on its addresses (again, after stop) and waits
@@ -204,12 +206,16 @@ func (e *exporter) start(t *testing.T) {
 	if e.unixPath != "" {
 		args = append(args, "--statsd.listen-udp=", "--statsd.listen-unixgram="+e.unixPath)
 	} else {
-		args = append(args, fmt.Sprintf("--statsd.listen-udp=127.0.0.1:%d", e.udpPort))
+		args = append(args, fmt.Sprintf("--statsd.listen-udp=%s:%d", e.host(), e.udpPort))
 	}
 	e.stderr = new(bytes.Buffer)
 	e.cmd = exec.Command(exporterBin, args...)
 	e.cmd.Stdout, e.cmd.Stderr = e.stderr, e.stderr
-	if err := e.cmd.Start(); err != nil {
+	start := e.cmd.Start
+	if e.ns != nil {
+		start = func() error { return e.ns.do(e.cmd.Start) }
+	}
+	if err := start(); err != nil {
 		t.Fatal(err)
 	}
 	e.done = make(chan struct{})
@@ -257,8 +263,25 @@ func (e *exporter) kill() {
 // families is a scrape of /metrics.
 type families map[string]*dto.MetricFamily
 
+func (e *exporter) host() string {
+	if e.udpHost != "" {
+		return e.udpHost
+	}
+	return "127.0.0.1"
+}
+
 func (e *exporter) scrape() (families, error) {
 	c := http.Client{Timeout: 5 * time.Second}
+	if e.ns != nil {
+		// Connect from inside the exporter's namespace.
+		c.Transport = &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+			err = e.ns.do(func() (err error) {
+				conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return conn, err
+		}}
+	}
 	resp, err := c.Get("http://" + e.web + "/metrics")
 	if err != nil {
 		return nil, err

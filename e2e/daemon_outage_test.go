@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,12 +55,22 @@ type outage struct {
 	// execsAtOnce runs execs as soon as the receiver is gone, before the
 	// breaker opens, rather than once it is open.
 	execsAtOnce bool
+	// link, if set, starts the receiver somewhere else, returns how the
+	// daemon is to be started, and how the path to the receiver is cut
+	// and restored; the receiver itself stays up.
+	link func(t *testing.T) (exp *exporter, start func(*exec.Cmd) error, cut, restore func())
 }
 
 func testOutage(t *testing.T, o outage) {
 	unixPath, hold, checkRSS := o.unixPath, o.hold, o.checkRSS
-	exp := startExporter(t, unixPath)
-	d := startDaemon(t, exp.output(), "--collectors", "process", "--flush-interval", "200ms")
+	var exp *exporter
+	start, cut, restore := (*exec.Cmd).Start, func() {}, func() {}
+	if o.link != nil {
+		exp, start, cut, restore = o.link(t)
+	} else {
+		exp = startExporter(t, unixPath)
+	}
+	d := startDaemonWith(t, start, exp.output(), "--collectors", "process", "--flush-interval", "200ms")
 	name := uniqueName("bpfst-")
 	helper := helperProgram(t, t.TempDir(), name)
 	total := 0
@@ -78,8 +89,11 @@ func testOutage(t *testing.T, o outage) {
 		t.Fatalf("exporter got %v of 200 execs within 10s", f1.sum(promExec, "comm", name))
 	}
 
-	// Phase 2: the receiver dies with execs going on.
-	if unixPath != "" {
+	// Phase 2: the receiver dies, or the path to it is cut, with execs
+	// going on.
+	if o.link != nil {
+		cut()
+	} else if unixPath != "" {
 		exp.stop(t) // it removes its socket file on the way out
 		if _, err := os.Stat(unixPath); !errors.Is(err, os.ErrNotExist) {
 			t.Logf("statsd_exporter left %s behind (%v): removing it", unixPath, err)
@@ -136,10 +150,19 @@ func testOutage(t *testing.T, o outage) {
 		}
 	}
 
+	sum := func(f families) float64 { return f1.sum(promExec, "comm", name) + f.sum(promExec, "comm", name) }
+	if o.link != nil { // the same exporter throughout
+		sum = func(f families) float64 { return f.sum(promExec, "comm", name) }
+	}
+
 	// Phase 3: the receiver comes back at the same address.
 	back := time.Now()
-	exp.start(t)
-	f2, ok := exp.waitFor(t, 10*time.Second, func(f families) bool { return f.sum(promExec, "comm", name) > 0 })
+	if o.link != nil {
+		restore()
+	} else {
+		exp.start(t)
+	}
+	f2, ok := exp.waitFor(t, 10*time.Second, func(f families) bool { return sum(f) > f1.sum(promExec, "comm", name) })
 	if !ok {
 		t.Fatalf("nothing shipped within 10s of the receiver's return; status breaker %s, ledger %s",
 			d.status(t).Breaker, d.drops(t).nonZero())
@@ -148,7 +171,6 @@ func testOutage(t *testing.T, o outage) {
 	run(100)
 
 	// Everything arrives, less what the ledger counts as lost.
-	sum := func(f families) float64 { return f1.sum(promExec, "comm", name) + f.sum(promExec, "comm", name) }
 	f2, _ = exp.waitFor(t, 10*time.Second, func(f families) bool { return sum(f) >= float64(total) })
 	time.Sleep(500 * time.Millisecond) // two more intervals: the ledger covers what was sent
 	l := d.drops(t)
