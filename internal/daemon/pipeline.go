@@ -154,23 +154,20 @@ func newPipeline(ship *shipper.Shipper, srcs []source, cfg Config) (*pipeline, e
 
 // consume aggregates the records the drainer pushes into r, until drained
 // is closed and r is empty. It pops them a batch at a time and takes the
-// lock once per batch. When it finds r empty it sleeps poll, the drainer's
-// own poll interval, and a quarter of it after a batch that did not fill
-// its buffer, so that a ring of [recordRingSize] keeps up with a few
+// lock once per batch. Once r is empty it sleeps a quarter of poll, the
+// drainer's own poll interval: a record waits at most that long after the
+// drain read it, and a ring of [recordRingSize] keeps up with a few
 // million records a second.
 func (p *pipeline) consume(r *ringbuf.Ring[bpf.Record], drained <-chan struct{}, poll time.Duration) {
 	buf := make([]bpf.Record, ringbuf.DrainBatch)
-	t := time.NewTimer(poll)
+	wait := max(poll/4, time.Millisecond)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
 		n := r.PopBatch(buf)
 		p.addBatch(buf[:n])
 		if n == len(buf) {
 			continue
-		}
-		wait := poll
-		if n > 0 {
-			wait = poll / 4
 		}
 		t.Reset(wait)
 		select {
