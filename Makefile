@@ -49,7 +49,7 @@ bench:
 	cd bench && GO=$(GO) $(GO) run . -root .. -out ../BENCHMARKS.md -png . -count $(COUNT) -benchtime $(BENCHTIME)
 
 ## soak: the daemon against statsd_exporter at $(SOAK_RATE) syscalls/s for $(SOAK_DURATION) (as root, not in CI):
-## RSS and goroutines flat, the kernel ledger exact, the receiver reconciled; writes $(SOAK_OUT)/soak.{csv,png,md}
+## RSS and goroutines flat, no drift in the kernel ledger, the receiver reconciled with the drops; writes $(SOAK_OUT)/soak.{csv,png,md}
 soak: build
 	cd bench && GO=$(GO) $(GO) run . -soak -root .. -soak-bin $(abspath $(BIN)) -soak-duration $(SOAK_DURATION) -soak-rate $(SOAK_RATE) -soak-out $(abspath $(SOAK_OUT))
 

@@ -64,9 +64,10 @@ type soakRun struct {
 // byProcessProg is the by-process syscall program's name in the ledger.
 const byProcessProg = "syscall_proc"
 
-// soakComm names the soak's generator thread: not loadComm, so that a
-// `make bench` running beside it does not add to its count.
-const soakComm = "bssoak"
+// soakComm names the soak's generator thread, apart from `make bench`'s
+// loadComm and from any other soak's, so that nothing running beside it
+// adds to its count.
+var soakComm = "bssoak" + strconv.Itoa(os.Getpid()%100_000)
 
 // runSoak runs the daemon against statsd_exporter under a steady load for
 // cfg.dur, sampling every cfg.every, and writes soak.csv, soak.png and
