@@ -136,21 +136,9 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
-	// The drain goroutine pushes records into recs; the pipeline's own
-	// goroutine aggregates them a batch at a time. A full recs makes the
-	// drain wait, and the kernel ring fill and count what it cannot write.
-	recs, err := ringbuf.NewRing[bpf.Record](recordRingSize, ringbuf.RingOptions{Policy: ringbuf.Block})
-	if err != nil {
-		return errors.Join(err, ship.Close(context.Background()))
-	}
 	var wg sync.WaitGroup
 	var drainErr, adminErr error
-	drained := make(chan struct{})
-	wg.Go(func() {
-		defer close(drained)
-		drainErr = drain.RunInto(bg, recs)
-	})
-	wg.Go(func() { p.consume(recs, drained, cfg.Poll) })
+	wg.Go(func() { drainErr = drain.Run(bg, p.add) })
 	wg.Go(func() { adminErr = srv.Serve(bg) })
 
 	interval := cfg.FlushInterval

@@ -7,9 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/bpfstatd/bpfstatd/bpf"
 	"github.com/bpfstatd/bpfstatd/ringbuf"
@@ -99,7 +97,9 @@ func TestPipelineFinalFlushShipsShed(t *testing.T) {
 					want[c] += int64(r.Rate)
 				}
 			}
-			p.addBatch(batch)
+			for i := range batch {
+				p.add(&batch[i])
+			}
 			if _, err := p.flush(fakeKernel{}, fakeKernel{}, level, false); err != nil {
 				t.Fatal(err)
 			}
@@ -116,55 +116,45 @@ func TestPipelineFinalFlushShipsShed(t *testing.T) {
 	}
 }
 
-// TestPipelineConsume pushes records into the ring from another goroutine,
-// as the drainer does, with flushes running alongside and idle series
-// evicted between bursts: every record is counted once, under its comm.
-func TestPipelineConsume(t *testing.T) {
+// TestPipelineEvictExact: by-process series of names that go idle are
+// evicted and their keys reused by the next names, while the key cache
+// still holds the old names; a name that comes back after its eviction
+// gets a series of its own. Every record counts once, under its comm.
+func TestPipelineEvictExact(t *testing.T) {
 	var out bytes.Buffer
 	p := newTestPipeline(t, &out)
-	r, err := ringbuf.NewRing[bpf.Record](64, ringbuf.RingOptions{Policy: ringbuf.Block})
-	if err != nil {
-		t.Fatal(err)
-	}
-	drained := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() { p.consume(r, drained, time.Millisecond) })
-
+	steady := syscallRecord(t, "steady", 2)
 	want := map[string]int64{}
-	const bursts = 3
-	for burst := range bursts {
-		comm := "burst-" + strconv.Itoa(burst) // each burst's name goes idle after it
-		recs := []bpf.Record{syscallRecord(t, comm, 1), syscallRecord(t, "steady", 2)}
-		for i := range 5000 {
-			rec := recs[i%2]
-			if _, err := r.PushBatchWait(t.Context(), []bpf.Record{rec}); err != nil {
-				t.Fatal(err)
-			}
-			want[strings.TrimRight(string(rec.Bytes()[bpf.HeaderSize+16:]), "\x00")] += int64(rec.Rate)
+	burst := func(comm string) {
+		r := syscallRecord(t, comm, 1)
+		for range 500 {
+			p.add(&r)
 		}
-		for r.Len() > 0 {
-			time.Sleep(time.Millisecond)
-		}
-		// Flushes past IdleIntervals, so that the burst's series is evicted
-		// and its key reused by the next burst's name.
+		want[comm] += 500
+		// Past IdleIntervals: comm's series is evicted, steady's kept.
 		for range 62 {
+			for range 4 {
+				p.add(&steady)
+			}
+			want["steady"] += 4 * 2
 			if _, err := p.flush(fakeKernel{}, fakeKernel{}, 0, false); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	close(drained)
-	wg.Wait()
+	for _, comm := range []string{"burst-0", "burst-1", "burst-2", "burst-0"} {
+		burst(comm)
+	}
 	if _, err := p.flush(fakeKernel{}, fakeKernel{}, 0, true); err != nil {
 		t.Fatal(err)
 	}
-	if ev := p.in.Stats().Evicted; ev < bursts-1 {
-		t.Errorf("%d series evicted, want at least %d", ev, bursts-1)
+	if ev := p.in.Stats().Evicted; ev != 4 {
+		t.Errorf("%d series evicted, want 4", ev)
 	}
 	got := byProcess(t, out.String())
 	for c, n := range want {
 		if got[c] != n {
-			t.Errorf("%s: shipped %d, pushed %d", c, got[c], n)
+			t.Errorf("%s: shipped %d, recorded %d", c, got[c], n)
 		}
 	}
 }
@@ -193,14 +183,20 @@ type ledgerOf []bpf.Ledger
 
 func (l ledgerOf) Ledgers() ([]bpf.Ledger, error) { return l, nil }
 
-// TestPipelineRecordAllocs: a batch of records of names seen before
-// allocates nothing.
+// TestPipelineRecordAllocs: records of names seen before allocate
+// nothing.
 func TestPipelineRecordAllocs(t *testing.T) {
 	p := newTestPipeline(t, io.Discard)
 	recs := benchRecords(t)
-	p.addBatch(recs)
-	if n := testing.AllocsPerRun(100, func() { p.addBatch(recs) }); n != 0 {
-		t.Errorf("%v allocations per batch of %d records", n, len(recs))
+	for i := range recs {
+		p.add(&recs[i])
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		for i := range recs {
+			p.add(&recs[i])
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per %d records", n, len(recs))
 	}
 }
 
@@ -214,13 +210,14 @@ func benchRecords(tb testing.TB) []bpf.Record {
 }
 
 // BenchmarkPipelineRecord is the daemon's per-record cost past the drain:
-// aggregating syscall records of a few thread names, a batch at a time.
+// aggregating syscall records of a few thread names.
 func BenchmarkPipelineRecord(b *testing.B) {
 	p := newTestPipeline(b, io.Discard)
 	recs := benchRecords(b)
 	b.ReportAllocs()
+	i := 0
 	for b.Loop() {
-		p.addBatch(recs)
+		p.add(&recs[i%len(recs)])
+		i++
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/record")
 }
