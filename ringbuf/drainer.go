@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -170,7 +171,11 @@ func newDrainer[T any](rd reader, decode Decoder[T], opts DrainOptions) *Drainer
 // whole milliseconds to its deadline, rounded down, so a deadline less than
 // a millisecond away would not wait at all.
 func pollWait(poll time.Duration) time.Duration {
-	ms := (poll + time.Millisecond - 1) / time.Millisecond
+	ms := poll / time.Millisecond
+	if poll%time.Millisecond != 0 {
+		ms++
+	}
+	ms = min(ms, math.MaxInt64/time.Millisecond-1) // for a Poll of centuries
 	return (ms+1)*time.Millisecond - 1
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"testing"
 	"time"
@@ -143,5 +144,8 @@ func TestPollWait(t *testing.T) {
 		if got := w.Milliseconds(); got != int64(tc.ms) {
 			t.Errorf("Poll %v waits %dms at once, want %d", tc.poll, got, tc.ms)
 		}
+	}
+	if w := pollWait(math.MaxInt64); w < 100*365*24*time.Hour {
+		t.Errorf("the longest Poll waits %v", w)
 	}
 }
