@@ -17,16 +17,15 @@
 // [DrainOptions.Poll] as well, the reader's deadline. Once it has found the
 // ring empty it sleeps until then, however many records arrive below the
 // threshold. The reader's wait is level-triggered, though: once woken, it
-// returns at once from every wait that finds a record, so behind a
+// returns at once from every later wait that finds a record, so behind a
 // producer that keeps writing the Drainer reads on, a few records a system
 // call, until a wait finds the ring empty. When its context is done it
 // flushes the reader out of its sleep and reads the ring to the end once
 // more, so a caller that stops the programs first loses nothing.
 //
-// The read costs what cilium's ReadInto costs, a lock and a store of the
-// consumer position for every record, and the rest of the drain, the
-// decoder and the push into a Ring, adds little to it; README.md gives the
-// measurements.
+// Most of the drain's cost is cilium's ReadInto: a lock and a store of the
+// consumer position for every record. The decoder and the push into a Ring
+// add about half as much again; README.md gives the measurements.
 //
 // # Shards
 //
