@@ -34,9 +34,17 @@ type point struct {
 	RingFullEvents uint64
 	Sampled        uint64 // kernel sampled_out drops during the load
 	UserDrops      uint64 // drain, queue, send drops during the load
-	GC             gcStats
-	Datagrams      uint64
-	Profile        string // perf's top symbols of the daemon, after the measured window
+	// Overflow is the by-process count of the cardinality overflow
+	// series: the comm's events are there if the host had more names than
+	// the budget.
+	Overflow uint64
+	// RcvDrops counts datagrams the receiver's socket dropped, its buffer
+	// full; RcvErr says why it could not be read.
+	RcvDrops  uint64
+	RcvErr    string
+	GC        gcStats
+	Datagrams uint64
+	Profile   string // perf's top symbols of the daemon, after the measured window
 }
 
 // NSPerEvent is the daemon's CPU time per syscall event it saw, from
@@ -57,10 +65,10 @@ func (p *point) Missing() int64 { return int64(p.Load.Syscalls()) - int64(p.Rece
 
 // Unaccounted is what is missing beyond what the drop ledger counted: the
 // events the full ring lost (each record at its sample rate stands for
-// that many events, as the received counts are scaled), and user-space
-// drops.
+// that many events, as the received counts are scaled), user-space
+// drops, and the by-process overflow series (every comm's).
 func (p *point) Unaccounted() int64 {
-	return max(0, p.Missing()-int64(max(p.RingFullEvents, p.RingFull)+p.UserDrops))
+	return max(0, p.Missing()-int64(max(p.RingFullEvents, p.RingFull)+p.UserDrops+p.Overflow))
 }
 
 // latencyBogus reports latencies that cannot be real: the daemon samples
@@ -199,6 +207,12 @@ func runPoint(bin, dir string, rate float64, dur, flush, prof time.Duration) *po
 	p.GC = readGC(d.stderr, gcFrom)
 	p.GCAll = readGC(d.stderr, 0)
 	p.Received = rcv.load.Load()
+	p.Overflow = rcv.overflow.Load()
+	if n, err := rcv.socketDrops(); err != nil {
+		p.RcvErr = err.Error()
+	} else {
+		p.RcvDrops = n
+	}
 	p.Datagrams = rcv.datagrams.Load() - dg0
 	b, a := ledger(before.Drops), ledger(after.Drops)
 	for k, v := range a {
@@ -217,11 +231,18 @@ func runPoint(bin, dir string, rate float64, dur, flush, prof time.Duration) *po
 	return p
 }
 
+func rcvDrops(p *point) string {
+	if p.RcvErr != "" {
+		return "unknown: " + p.RcvErr
+	}
+	return strconv.FormatUint(p.RcvDrops, 10)
+}
+
 func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
 // e2eTable renders the end-to-end points.
 func e2eTable(pts []*point) *Table {
-	t := &Table{Head: []string{"target", "threads", "generated/s", "daemon saw events/s (all comms)", "throttle level: max, end (flush ×2^level)", "daemon CPU % of a core", "daemon CPU ns per event seen", "RSS max MB", "Go heap MB", "latency p50", "latency p99", "kernel sampling 1 in", "generated", "received", "missing", "ring_full (all)", "ring_full events (all)", "sampled_out", "user-space drops", "unaccounted", "background events/s"}}
+	t := &Table{Head: []string{"target", "threads", "generated/s", "daemon saw events/s (all comms)", "throttle level: max, end (flush ×2^level)", "daemon CPU % of a core", "daemon CPU ns per event seen", "RSS max MB", "Go heap MB", "latency p50", "latency p99", "kernel sampling 1 in", "generated", "received", "missing", "ring_full (all)", "ring_full events (all)", "sampled_out", "user-space drops", "by_process overflow series", "receiver socket drops (datagrams)", "unaccounted", "background events/s"}}
 	for _, p := range pts {
 		if p.Err != "" {
 			t.Add(rateName(p.Target), "error: "+p.Err)
@@ -233,7 +254,7 @@ func e2eTable(pts []*point) *Table {
 			strconv.FormatUint(p.Load.Syscalls(), 10), strconv.FormatUint(p.Received, 10),
 			fmt.Sprintf("%d (%.2f%%)", p.Missing(), 100*float64(p.Missing())/math.Max(1, float64(p.Load.Syscalls()))),
 			strconv.FormatUint(p.RingFull, 10), strconv.FormatUint(p.RingFullEvents, 10), strconv.FormatUint(p.Sampled, 10), strconv.FormatUint(p.UserDrops, 10),
-			strconv.FormatInt(p.Unaccounted(), 10), Num(p.Background))
+			strconv.FormatUint(p.Overflow, 10), rcvDrops(p), strconv.FormatInt(p.Unaccounted(), 10), Num(p.Background))
 	}
 	return t
 }

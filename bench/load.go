@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
 	"net"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -98,10 +101,13 @@ func loadThread(comm string, rate float64, dur time.Duration, out chan<- loadRes
 }
 
 // receiver is a UDP DogStatsD receiver that counts datagrams and lines and
-// sums the by-process syscall counter of the load generator's comm.
+// sums the by-process syscall counter of the load generator's comm, and
+// of the overflow series past the daemon's cardinality budget, where the
+// comm's count goes if the host had too many names.
 type receiver struct {
 	conn                   *net.UDPConn
 	datagrams, lines, load atomic.Uint64
+	overflow               atomic.Uint64
 	bytes                  atomic.Uint64
 }
 
@@ -121,6 +127,7 @@ func (r *receiver) addr() string { return r.conn.LocalAddr().String() }
 var (
 	byProcessName = []byte("host.syscalls.by_process:")
 	loadTag       = []byte("comm:" + loadComm)
+	overflowTag   = []byte("comm:bpfstatd_overflow") // shipper.OverflowTagValue
 )
 
 func (r *receiver) run() {
@@ -137,8 +144,10 @@ func (r *receiver) run() {
 				continue
 			}
 			r.lines.Add(1)
-			if v, ok := loadCount(line); ok {
+			if v, ok := byProcessCount(line, loadTag); ok {
 				r.load.Add(v)
+			} else if v, ok := byProcessCount(line, overflowTag); ok {
+				r.overflow.Add(v)
 			}
 		}
 	}
@@ -146,7 +155,11 @@ func (r *receiver) run() {
 
 // loadCount returns the value of a host.syscalls.by_process counter line
 // tagged with the load generator's comm.
-func loadCount(line []byte) (uint64, bool) {
+func loadCount(line []byte) (uint64, bool) { return byProcessCount(line, loadTag) }
+
+// byProcessCount returns the value of a host.syscalls.by_process counter
+// line with the tag tag.
+func byProcessCount(line, tag []byte) (uint64, bool) {
 	rest, ok := bytes.CutPrefix(line, byProcessName)
 	if !ok {
 		return 0, false
@@ -161,7 +174,7 @@ func loadCount(line []byte) (uint64, bool) {
 	}
 	found := false
 	for t := range bytes.SplitSeq(tags, []byte(",")) {
-		if bytes.Equal(t, loadTag) {
+		if bytes.Equal(t, tag) {
 			found = true
 		}
 	}
@@ -176,3 +189,22 @@ func loadCount(line []byte) (uint64, bool) {
 }
 
 func (r *receiver) close() { r.conn.Close() }
+
+// socketDrops returns the datagrams the kernel dropped for the receiver's
+// socket, its buffer full (the drops column of /proc/net/udp): lines the
+// daemon sent that the receiver never read.
+func (r *receiver) socketDrops() (uint64, error) {
+	a := r.conn.LocalAddr().(*net.UDPAddr)
+	local := fmt.Sprintf("%08X:%04X", binary.LittleEndian.Uint32(a.IP.To4()), a.Port)
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) >= 13 && f[1] == local {
+			return strconv.ParseUint(f[len(f)-1], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("socket %s not in /proc/net/udp", local)
+}

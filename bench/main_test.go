@@ -103,3 +103,24 @@ func TestReadGC(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o644) }
+
+func TestReceiverSocketDrops(t *testing.T) {
+	r, err := newReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	if n, err := r.socketDrops(); err != nil || n != 0 {
+		t.Errorf("socketDrops of a fresh receiver: %d, %v", n, err)
+	}
+}
+
+func TestOverflowCount(t *testing.T) {
+	line := []byte("host.syscalls.by_process:42|c|#comm:bpfstatd_overflow,host:x")
+	if v, ok := byProcessCount(line, overflowTag); !ok || v != 42 {
+		t.Errorf("overflow count %d %v, want 42", v, ok)
+	}
+	if _, ok := loadCount(line); ok {
+		t.Error("the overflow series counted as the load's comm")
+	}
+}
