@@ -32,15 +32,14 @@ const drainChunk = 32768
 //     shared machine it is mostly the wait for CPU 0. The peers read
 //     the same backlog on one goroutine with cilium's Reader and the
 //     decoder alone, with no user ring: backlog-readinto with ReadInto
-//     into one reused record, as the Drainer does, backlog-read with
-//     Read, a new record each read.
+//     into one reused record, backlog-read with Read, a new record each
+//     read.
 //   - producing: a program on CPU 1 writes records (16 per test run) while
 //     the drainer, locked to CPU 0, drains them, and the consumer, also on
-//     CPU 0, pops them; an op is 32 K records received. timer: the
-//     program never wakes the reader, which reads a 16 MiB ring every
-//     10 ms. wakeup: the production defaults, a 256 KiB ring whose writer
-//     forces a wakeup past a quarter full, and a 10 ms timer.
-//     reader-ns/record is the drain thread's CPU time per record.
+//     CPU 0, pops them; an op is 32 K records received. timer: the program never wakes the reader, which reads a
+//     16 MiB ring every 10 ms. wakeup: the production defaults, a 256 KiB
+//     ring whose writer forces a wakeup past a quarter full, and a 10 ms
+//     timer. reader-ns/record is the drain thread's CPU time per record.
 func BenchmarkDrain(b *testing.B) {
 	b.Run("backlog", benchBacklog)
 	b.Run("backlog-readinto", func(b *testing.B) { benchBacklogCilium(b, true) })
@@ -146,7 +145,6 @@ func benchBacklogCilium(b *testing.B, into bool) {
 	var rec cebpf.Record
 	var item testRecord
 	var drained uint64
-	pinTo(0) // where the Drainer reads
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
@@ -155,6 +153,7 @@ func benchBacklogCilium(b *testing.B, into bool) {
 		// A deadline in the past: read what is there, then return.
 		rd.SetDeadline(time.Unix(1, 0))
 		for {
+			var err error
 			if into {
 				err = rd.ReadInto(&rec)
 			} else {

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
-	kring "github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/cpu"
 )
 
@@ -70,37 +68,37 @@ func (r *Ring[T]) sinkRing() *Ring[T] { return r }
 
 func (l Lane[T]) sinkRing() *Ring[T] { return l.r }
 
-// Drainer reads fixed-size records from a kernel BPF ring buffer through
-// cilium's [kring.Reader], decodes them in batches and hands each batch on,
-// to a function ([Drainer.Run]) or into a user-space ring
-// ([Drainer.RunInto]), decoding straight into the ring's free slots when it
-// has room. It reads every record into one reused [kring.Record], so nothing
-// is allocated per record.
+// Drainer reads fixed-size records from a kernel BPF ring buffer, decodes
+// them in batches and hands each batch on, to a function ([Drainer.Run]) or
+// into a user-space ring ([Drainer.RunInto]), decoding straight into the
+// ring's free slots when it has room. Nothing is allocated per record.
 //
 // It sleeps until the kernel wakes the reader or [DrainOptions.Poll] has
-// passed, then reads the ring until it finds it empty, [DrainBatch] records
-// at a time, without waiting between them. The reader's wait is cilium's,
-// and level-triggered: woken once, it returns at once from every later wait
-// that finds a record, until one finds the ring empty.
+// passed, then reads every record the ring holds, from its own mapping of
+// the ring, giving the space back to the kernel once per batch rather than
+// once per record as cilium's ringbuf.Reader does (which, with its lock,
+// costs more than all the rest of the drain). Its wait is edge-triggered:
+// woken by a forced wakeup, it drains the ring and sleeps again, where a
+// level-triggered reader such as cilium's returns from every wait while
+// the ring holds a record and so chases a busy producer, a system call for
+// every few records.
 //
 // One goroutine at a time, the drain goroutine, may call [Drainer.Run] or
-// [Drainer.RunInto]. Any goroutine may call [Drainer.Stats],
-// [Drainer.Fill] and [Drainer.Close]; Close interrupts a Run in progress
-// and waits for it to return. The zero value is not usable; use
-// [NewDrainer].
+// [Drainer.RunInto]. Any goroutine may call [Drainer.Stats], and
+// [Drainer.Fill] until [Drainer.Close]. Close may be called from any
+// goroutine; it interrupts a Run in progress and waits for it to return.
+// The zero value is not usable; use [NewDrainer].
 type Drainer[T any] struct {
 	// Set by NewDrainer, then only read.
-	rd        reader
+	waiter    *waiter
+	ring      *kernelRing
 	decode    Decoder[T]
-	wait      time.Duration // from now to the reader's deadline when it sleeps
+	poll      time.Duration
 	flushWait time.Duration
 
 	// Owned by the drain goroutine, which holds mu while it runs.
 	mu        sync.Mutex
-	rec       kring.Record // every sample is read into it
-	batch     []T          // DrainBatch long, for records that do not go straight into a sink
-	sleeping  bool         // rd's deadline is in the future: a read may wait
-	empty     bool         // the last read found the kernel ring empty
+	batch     []T // DrainBatch long, for records that do not go straight into a sink
 	count     DrainStats
 	published DrainStats
 	// A RunInto into a Block ring waits for room until runCtx is done,
@@ -111,72 +109,42 @@ type Drainer[T any] struct {
 	_                cpu.CacheLinePad
 
 	// Read by any goroutine.
-	closeMu                               sync.RWMutex // Fill against Close
+	unmapMu                               sync.RWMutex // Fill against Close
 	closed                                atomic.Bool
 	records, bytes, decodeErrors, dropped atomic.Uint64
 	_                                     cpu.CacheLinePad
 }
-
-// reader is what a [Drainer] uses of cilium's [kring.Reader].
-type reader interface {
-	ReadInto(rec *kring.Record) error
-	SetDeadline(t time.Time)
-	Flush() error
-	AvailableBytes() int
-	BufferSize() int
-	Close() error
-}
-
-var _ reader = (*kring.Reader)(nil)
-
-// past is a deadline that makes a read return [os.ErrDeadlineExceeded] at
-// once when the ring is empty. (The zero time.Time is no deadline.)
-var past = time.Unix(0, 1)
 
 // NewDrainer returns a Drainer of the ring buffer map events.
 func NewDrainer[T any](events *ebpf.Map, decode Decoder[T], opts DrainOptions) (*Drainer[T], error) {
 	if opts.Poll < 0 || opts.FlushWait < 0 {
 		return nil, fmt.Errorf("create drainer: negative poll interval %v or flush wait %v", opts.Poll, opts.FlushWait)
 	}
-	if events.Type() != ebpf.RingBuf {
-		return nil, fmt.Errorf("create drainer: %v is not a ring buffer", events.Type())
-	}
-	rd, err := kring.NewReader(events)
-	if err != nil {
-		return nil, fmt.Errorf("create drainer: %w", err)
-	}
-	return newDrainer(rd, decode, opts), nil
-}
-
-// newDrainer returns a Drainer reading from rd, with valid opts.
-func newDrainer[T any](rd reader, decode Decoder[T], opts DrainOptions) *Drainer[T] {
 	if opts.Poll == 0 {
 		opts.Poll = DefaultPoll
 	}
 	if opts.FlushWait == 0 {
 		opts.FlushWait = DefaultFlushWait
 	}
-	rd.SetDeadline(past)
+	if events.Type() != ebpf.RingBuf {
+		return nil, fmt.Errorf("create drainer: %v is not a ring buffer", events.Type())
+	}
+	k, err := mapKernelRing(events)
+	if err != nil {
+		return nil, fmt.Errorf("create drainer: %w", err)
+	}
+	w, err := newWaiter(events.FD())
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("create drainer: %w", err), k.unmap())
+	}
 	return &Drainer[T]{
-		rd:        rd,
+		waiter:    w,
+		ring:      k,
 		decode:    decode,
-		wait:      pollWait(opts.Poll),
+		poll:      opts.Poll,
 		flushWait: opts.FlushWait,
 		batch:     make([]T, DrainBatch),
-	}
-}
-
-// pollWait returns how far from now to set the reader's deadline so that
-// it waits poll rounded up to whole milliseconds: the reader waits the
-// whole milliseconds to its deadline, rounded down, so a deadline less than
-// a millisecond away would not wait at all.
-func pollWait(poll time.Duration) time.Duration {
-	ms := poll / time.Millisecond
-	if poll%time.Millisecond != 0 {
-		ms++
-	}
-	ms = min(ms, math.MaxInt64/time.Millisecond-1) // for a Poll of centuries
-	return (ms+1)*time.Millisecond - 1
+	}, nil
 }
 
 // Run hands every record to emit until ctx is done, then reads what is left
@@ -212,59 +180,48 @@ func (d *Drainer[T]) RunInto(ctx context.Context, dst Sink[T]) error {
 // run drains the ring, handing each batch to hand, until ctx is done and
 // the ring has been read to the end once more. sink is the ring hand pushes
 // into, if any.
-//
-// The reader sleeps only once it has found the ring empty; a done ctx
-// flushes it ([kring.Reader.Flush]) out of its sleep, and from then on no
-// read waits.
 func (d *Drainer[T]) run(ctx context.Context, sink *Ring[T], hand func([]T)) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed.Load() {
 		return fmt.Errorf("drain ring buffer: %w", os.ErrClosed)
 	}
-	d.runCtx, d.empty = ctx, false // read what is queued before sleeping
+	d.runCtx = ctx
 	if sink != nil {
 		d.overwritten = sink.overwritten.Load()
 	}
 	defer d.endRun()
 	defer d.publish()
 	if ctx.Err() == nil {
-		stop := context.AfterFunc(ctx, func() { _ = d.rd.Flush() })
+		stop := context.AfterFunc(ctx, func() { _ = d.waiter.wake() })
 		defer stop()
 	}
+	deadline := time.Now().Add(d.poll)
 	for {
 		// Look at ctx before reading: a read that starts after ctx is
 		// done finds everything written before.
 		done := ctx.Err() != nil
-		switch {
-		case done:
-			d.noWait()
-		case d.empty:
-			d.sleep()
-		}
-		empty, err := d.step(sink, hand, DrainBatch)
-		d.empty = empty
+		full, err := d.step(sink, hand, DrainBatch)
 		switch {
 		case err != nil:
 			return fmt.Errorf("drain ring buffer: %w", err)
-		case done && empty:
+		case d.closed.Load():
+			return fmt.Errorf("drain ring buffer: %w", os.ErrClosed)
+		case full:
+			continue
+		case done:
 			return nil
 		}
-	}
-}
-
-// sleep lets the next read wait for a record until the kernel wakes the
-// reader, a flush, or the timer.
-func (d *Drainer[T]) sleep() {
-	d.rd.SetDeadline(time.Now().Add(d.wait))
-	d.sleeping = true
-}
-
-// noWait makes reads return at once when the ring is empty.
-func (d *Drainer[T]) noWait() {
-	if d.sleeping {
-		d.rd.SetDeadline(past)
-		d.sleeping = false
+		// The ring is empty, or its next sample is still being written:
+		// sleep until a wakeup or the timer.
+		now := time.Now()
+		if !now.Before(deadline) {
+			deadline = now.Add(d.poll)
+			continue
+		}
+		if err := d.waiter.wait(deadline.Sub(now)); err != nil {
+			return fmt.Errorf("drain ring buffer: %w", err)
+		}
 	}
 }
 
@@ -280,63 +237,52 @@ func (d *Drainer[T]) endRun() {
 // it on. If sink has room, the records are decoded in place into its free
 // slots and published with one store; otherwise they are decoded into
 // d.batch and handed to hand, which applies sink's policy. step reports
-// whether it found the kernel ring empty; if not, more may be waiting.
-func (d *Drainer[T]) step(sink *Ring[T], hand func([]T), max int) (empty bool, err error) {
+// whether the batch was full, so that more may be waiting.
+func (d *Drainer[T]) step(sink *Ring[T], hand func([]T), max int) (full bool, err error) {
 	if sink != nil {
 		if slots := sink.free(max); len(slots) > 0 {
-			n, empty, err := d.fill(slots)
+			n, full, err := d.fill(slots)
 			sink.commit(n)
 			d.count.Records += uint64(n)
-			d.publishSome(empty || err != nil)
-			return empty, err
+			d.publishSome(full)
+			return full, err
 		}
 	}
-	n, empty, err := d.fill(d.batch[:max])
+	n, full, err := d.fill(d.batch[:max])
 	if n > 0 {
 		hand(d.batch[:n])
 		d.count.Records += uint64(n)
 	}
-	d.publishSome(empty || err != nil)
-	return empty, err
+	d.publishSome(full)
+	return full, err
 }
 
-// fill decodes the records the kernel ring holds into dst, returns how
-// many it decoded, and reports whether it found the ring empty. Only its
-// first read may wait, if the drainer sleeps. It is the hot loop: what it
-// updates per record lives in registers.
-//
-// It reads on until the reader reports the ring empty rather than stopping
-// at a record that leaves it empty ([kring.Record.Remaining]), so that the
-// reader has seen the end of the ring and its next read sleeps: the reader
-// returns records that arrived meanwhile first, and a drainer that took
-// them as the start of a new batch would chase the producer in batches of
-// a record or two.
-func (d *Drainer[T]) fill(dst []T) (n int, empty bool, err error) {
-	rd, rec, decode := d.rd, &d.rec, d.decode
+// fill decodes the samples the kernel ring holds into dst, returns how
+// many it decoded, and reports whether it stopped because dst was full. It
+// is the hot loop: what it updates per sample lives in registers.
+func (d *Drainer[T]) fill(dst []T) (n int, full bool, err error) {
+	c := d.ring.begin()
+	decode := d.decode
 	var bytes, bad uint64
 	for n < len(dst) {
-		if err = rd.ReadInto(rec); err != nil {
+		s, ok := c.next()
+		if !ok {
+			if c.skip() {
+				continue
+			}
 			break
 		}
-		if d.sleeping {
-			d.noWait()
-		}
-		s := rec.RawSample
 		bytes += uint64(len(s))
 		if decode(s, &dst[n]) != nil {
 			bad++
-		} else {
-			n++
+			continue
 		}
+		n++
 	}
+	d.ring.release(&c)
 	d.count.Bytes += bytes
 	d.count.DecodeErrors += bad
-	// The reader returns these only once it has read the ring to the end:
-	// the timer, and a flush at the end of a run.
-	if err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, kring.ErrFlushed)) {
-		empty, err = true, nil
-	}
-	return n, empty, err
+	return n, n == len(dst), c.err
 }
 
 // publishEvery is how many records the drain goroutine may read without
@@ -344,10 +290,11 @@ func (d *Drainer[T]) fill(dst []T) (n int, empty bool, err error) {
 // full barrier, which waits for the stores of the batch to reach memory.
 const publishEvery = 4 * DrainBatch
 
-// publishSome publishes the counts when the drain is about to pause or
-// publishEvery records have been read since they were last published.
-func (d *Drainer[T]) publishSome(pause bool) {
-	if pause || d.count.Records-d.published.Records >= publishEvery {
+// publishSome publishes the counts when the drain is about to pause (the
+// last batch was not full) or publishEvery records have been read since
+// they were last published.
+func (d *Drainer[T]) publishSome(full bool) {
+	if !full || d.count.Records-d.published.Records >= publishEvery {
 		d.publish()
 	}
 }
@@ -411,35 +358,32 @@ func (d *Drainer[T]) Stats() DrainStats {
 	}
 }
 
-// Fill returns the share of the kernel ring holding unread records, 0 to 1:
-// the reader's [kring.Reader.AvailableBytes] over its
-// [kring.Reader.BufferSize]. It returns 0 once Close has been called.
+// Fill returns the share of the kernel ring holding unread records, 0 to 1.
+// It returns 0 once Close has been called.
 func (d *Drainer[T]) Fill() float64 {
-	d.closeMu.RLock()
-	defer d.closeMu.RUnlock()
-	if d.closed.Load() {
+	d.unmapMu.RLock()
+	defer d.unmapMu.RUnlock()
+	if d.ring.mapped == nil {
 		return 0
 	}
-	// AvailableBytes loads the producer position first: read meanwhile,
-	// the ring can look less than empty.
-	return max(float64(d.rd.AvailableBytes()), 0) / float64(d.rd.BufferSize())
+	return d.ring.fill()
 }
 
-// Close closes the reader, releasing the ring's mapping and file
-// descriptors. A Run in progress returns an error wrapping [os.ErrClosed],
-// and Close waits for it; a RunInto waiting for room in a [Block] ring
-// returns only once its context is done (and then waits at most
-// [DrainOptions.FlushWait]), so cancel first. Closing twice returns nil.
+// Close releases the ring's mapping and file descriptors. A Run in
+// progress returns an error, and Close waits for it; a RunInto waiting for
+// room in a [Block] ring returns only once its context is done (and then
+// waits at most [DrainOptions.FlushWait]), so cancel first. Closing twice
+// returns nil.
 func (d *Drainer[T]) Close() error {
 	if d.closed.Swap(true) {
 		return nil
 	}
-	d.closeMu.Lock()
-	err := d.rd.Close() // interrupts a read, and waits for it
-	d.closeMu.Unlock()
+	werr := d.waiter.wake()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err != nil {
+	d.unmapMu.Lock()
+	defer d.unmapMu.Unlock()
+	if err := errors.Join(werr, d.waiter.close(), d.ring.unmap()); err != nil {
 		return fmt.Errorf("close drainer: %w", err)
 	}
 	return nil

@@ -6,7 +6,6 @@ package ringbuf
 func (d *Drainer[T]) DrainOne(dst Sink[T]) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.noWait()
 	r := dst.sinkRing()
 	before := d.count.Records
 	_, err := d.step(r, func(b []T) { d.push(r, b) }, 1)
@@ -20,7 +19,6 @@ func (d *Drainer[T]) DrainOne(dst Sink[T]) (int, error) {
 func (d *Drainer[T]) DrainSpin(stop func() bool, emit func(*T)) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.noWait()
 	hand := func(b []T) {
 		for i := range b {
 			emit(&b[i])
@@ -28,8 +26,8 @@ func (d *Drainer[T]) DrainSpin(stop func() bool, emit func(*T)) error {
 	}
 	for {
 		stopping := stop()
-		empty, err := d.step(nil, hand, DrainBatch)
-		if err != nil || stopping && empty {
+		full, err := d.step(nil, hand, DrainBatch)
+		if err != nil || stopping && !full {
 			d.publish()
 			return err
 		}
