@@ -176,6 +176,20 @@ func (s *Shipper) Flush(a *Aggregator) bool {
 		s.flushStat.Add(StatFlushesDeferred, 1)
 		return false
 	}
+	s.pack(a)
+	return true
+}
+
+// FlushFinal packs every series a touched since it last shipped and queues
+// them, whatever the breaker's state: the last flush before [Shipper.Close],
+// which sends what it can and counts the rest as dropped at shutdown, so
+// that totals a breaker held back are counted rather than lost unseen.
+func (s *Shipper) FlushFinal(a *Aggregator) {
+	s.pack(a)
+}
+
+// pack packs a's interval into datagrams and queues them.
+func (s *Shipper) pack(a *Aggregator) {
 	gen := s.packer.gen
 	a.Flush(s.packer)
 	s.latency.seal(gen)
@@ -184,7 +198,6 @@ func (s *Shipper) Flush(a *Aggregator) bool {
 	s.flushStat.Add(StatLinesTooLong, st.TooLong-s.last.TooLong)
 	s.flushStat.Add(StatLinesRejected, st.Rejected-s.last.Rejected)
 	s.last = st
-	return true
 }
 
 // Run sends queued datagrams until ctx is done, probing the receiver while

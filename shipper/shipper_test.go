@@ -530,3 +530,50 @@ func TestDialErrors(t *testing.T) {
 		t.Error("accepted a 10-byte payload limit")
 	}
 }
+
+// TestFlushFinalWithBreakerOpen: totals that an open breaker held back are
+// packed by the final flush and, since they cannot be sent, counted as
+// dropped at shutdown, line for line.
+func TestFlushFinalWithBreakerOpen(t *testing.T) {
+	r := newReceiver(t, "udp", "127.0.0.1:0")
+	addr := r.conn.LocalAddr().String()
+	r.close()
+	sh, err := Dial("udp", addr, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := NewInterner(InternerOptions{})
+	m := mustRegister(t, in, MetricSpec{Name: "test.counter", TagKeys: []string{"series"}})
+	agg := NewAggregator(in, AggregatorOptions{})
+	const series = 50
+	add := func() {
+		for i := range series {
+			agg.Add(m.Key([]byte(strconv.Itoa(i))), 1)
+		}
+	}
+	ctx := context.Background()
+	for sh.Breaker() == BreakerClosed {
+		add()
+		sh.Flush(agg)
+		sh.Send(ctx)
+		time.Sleep(10 * time.Millisecond)
+	}
+	add()
+	if sh.Flush(agg) {
+		t.Fatal("flushed with the breaker open")
+	}
+	before := sh.Stats().Counts
+	sh.FlushFinal(agg)
+	if err := sh.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := sh.Stats().Counts
+	queued := c[StatLinesQueued] - before[StatLinesQueued]
+	if queued != series {
+		t.Errorf("final flush queued %d lines, want %d", queued, series)
+	}
+	if left := c[StatDroppedClosedLines] - before[StatDroppedClosedLines]; left != series {
+		t.Errorf("%d lines counted as left at shutdown, want %d", left, series)
+	}
+	checkAccounting(t, sh.Stats())
+}

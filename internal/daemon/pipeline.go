@@ -181,8 +181,10 @@ type drainReader interface {
 
 // flush reads the kernel counters, adds bpfstatd's own, packs the interval
 // and sends it. It returns what it measured, and the first error. A final
-// flush, at shutdown, ships every series, including low-priority ones
-// that shedding at level would defer to an interval that never comes.
+// flush, at shutdown, packs every series, including low-priority ones
+// that shedding at level would defer to an interval that never comes, and
+// those an open breaker holds back: what cannot be sent is then counted
+// as left at shutdown.
 func (p *pipeline) flush(sh ledgerReader, drain drainReader, level shipper.Level, final bool) (interval, error) {
 	var errs []error
 	ledgers, err := sh.Ledgers()
@@ -235,10 +237,11 @@ func (p *pipeline) flush(sh ledgerReader, drain drainReader, level shipper.Level
 	p.agg.Set(p.level, float64(level))
 	if final {
 		p.agg.SetShed(1)
+		p.ship.FlushFinal(p.agg)
 	} else {
 		p.agg.SetShed(level.Shed())
+		p.ship.Flush(p.agg)
 	}
-	p.ship.Flush(p.agg)
 	p.mu.Unlock()
 	p.ship.Send(context.Background())
 
