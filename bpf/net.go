@@ -84,6 +84,13 @@ type NetOptions struct {
 	// ends the chain hides packets from it). A link on which another
 	// filter holds a priority given here is not counted, and logged.
 	FilterPriority uint16
+	// Instance names this bpfstatd among others on the host, such as by
+	// its admin socket's path. Its clsact filters carry a name made from
+	// it, so that an attach replaces only filters an earlier run of the
+	// same instance left behind, never another running instance's. TCX
+	// links need no name: each is released with the process that holds
+	// it. Empty names the one unnamed instance.
+	Instance string
 	// Logger receives the failures to attach to or release single links,
 	// which do not stop the others; nil means [slog.Default].
 	Logger *slog.Logger
@@ -176,8 +183,10 @@ type Net struct {
 	ns      netns.NsHandle // the host's network namespace
 	nl      *netlink.Handle
 	progIDs [2]ebpf.ProgramID
-	zero    []netNetCounters // one per possible CPU
-	watcher *netWatcher      // while attached
+	// filterNames name this instance's clsact filters, per direction.
+	filterNames [2]string
+	zero        []netNetCounters // one per possible CPU
+	watcher     *netWatcher      // while attached
 
 	mu     sync.Mutex
 	mode   NetMode          // resolved on the first attach
@@ -222,7 +231,7 @@ func LoadNet(s *Shared, opts NetOptions) (*Net, error) {
 		return nil, err
 	}
 	spec.Maps["net_counters"].MaxEntries = uint32(2 * opts.MaxLinks)
-	n := &Net{opts: opts, mode: opts.Mode, links: make(map[int]*netLink), zero: make([]netNetCounters, ncpu)}
+	n := &Net{opts: opts, mode: opts.Mode, filterNames: netFilterNames(opts.Instance), links: make(map[int]*netLink), zero: make([]netNetCounters, ncpu)}
 	if err := s.load("net", spec, &n.objs); err != nil {
 		return nil, err
 	}

@@ -981,3 +981,37 @@ func TestNetManyLinks(t *testing.T) {
 		})
 	}
 }
+
+// TestNetTwoInstances runs two collectors of different instances on the
+// same links, as two bpfstatd daemons on one host would: both count
+// exactly, and releasing one leaves the other attached and counting.
+func TestNetTwoInstances(t *testing.T) {
+	for _, mode := range netModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			nsA, nsB := newTestNS(t), newTestNS(t)
+			a, b := newVeth(t, nsA, "bst-i0", nsB, "bst-j0", 9)
+			ca, cb := a.listen(t), b.listen(t)
+			only := []string{a.name}
+			one := loadNet(t, nsA, bpf.NetOptions{Mode: mode, Include: only, Instance: "/run/bpfstatd-one.sock"})
+			two := loadNet(t, nsA, bpf.NetOptions{Mode: mode, Include: only, Instance: "/run/bpfstatd-two.sock"})
+			attach(t, one, mode)
+			attach(t, two, mode)
+			before := a.stats(t)
+
+			pingPong(t, ca, cb, sizes(300))
+			checkCounts(t, one, a, before)
+			checkCounts(t, two, a, before)
+
+			if err := one.Close(); err != nil {
+				t.Fatal(err)
+			}
+			pingPong(t, ca, cb, sizes(300))
+			checkCounts(t, two, a, before)
+			for d := range bpf.NetDirection(2) {
+				if s, _ := find(read(t, two), a.name, d); s.Packets != 600 {
+					t.Errorf("%s: the remaining instance counted %d packets, want 600", d, s.Packets)
+				}
+			}
+		})
+	}
+}

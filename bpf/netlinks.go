@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"runtime"
 	"time"
 
@@ -14,11 +15,11 @@ import (
 )
 
 // The net collector's clsact filters: a handle at their own priority, and
-// a name per direction by which they are told apart from others' filters.
+// a name per direction (see netFilterNames) by which they are told apart
+// from others' filters.
 const netFilterHandle = 0xbfd
 
 var (
-	netFilterNames   = [2]string{"bpfstatd_net_ingress", "bpfstatd_net_egress"}
 	netFilterParents = [2]uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS}
 	netTCXAttach     = [2]ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress}
 )
@@ -382,7 +383,8 @@ func (n *Net) checkClsact(dev netlink.Link) error {
 }
 
 // addFilter adds the filter for d at a priority no other filter holds, or
-// replaces one left by an earlier bpfstatd. Unless look is set, the qdisc
+// replaces one that an earlier run of the same instance left behind (a
+// filter of the same name: another instance's filters have other names). Unless look is set, the qdisc
 // is known to have no filters.
 func (n *Net) addFilter(dev netlink.Link, d NetDirection, look bool) error {
 	taken := make(map[uint16]bool)
@@ -397,7 +399,7 @@ func (n *Net) addFilter(dev netlink.Link, d NetDirection, look bool) error {
 			bf, ok := f.(*netlink.BpfFilter)
 			switch {
 			case a.Handle == 0: // the dump's header of a priority
-			case ok && a.Handle == netFilterHandle && bf.Name == netFilterNames[d]:
+			case ok && a.Handle == netFilterHandle && bf.Name == n.filterNames[d]:
 				stale = a.Priority
 			default:
 				taken[a.Priority] = true
@@ -419,7 +421,7 @@ func (n *Net) addFilter(dev netlink.Link, d NetDirection, look bool) error {
 			LinkIndex: dev.Attrs().Index, Parent: netFilterParents[d],
 			Handle: netFilterHandle, Priority: prio, Protocol: unix.ETH_P_ALL,
 		},
-		Fd: n.programs()[d].FD(), Name: netFilterNames[d], DirectAction: true,
+		Fd: n.programs()[d].FD(), Name: n.filterNames[d], DirectAction: true,
 	}
 	var err error
 	if prio == stale {
@@ -474,5 +476,21 @@ func (n *Net) detachFilters(l *netLink) error {
 func (n *Net) ownFilter(f netlink.Filter, d NetDirection) bool {
 	a := f.Attrs()
 	bf, ok := f.(*netlink.BpfFilter)
-	return ok && a.Handle == netFilterHandle && bf.Name == netFilterNames[d] && bf.Id == int(n.progIDs[d])
+	return ok && a.Handle == netFilterHandle && bf.Name == n.filterNames[d] && bf.Id == int(n.progIDs[d])
+}
+
+// netFilterNames returns the names of an instance's clsact filters, per
+// direction: "bpfstatd_net_ingress" and "bpfstatd_net_egress" for the
+// unnamed instance, with "_" and a hash of the instance's name appended
+// for another.
+func netFilterNames(instance string) [2]string {
+	names := [2]string{"bpfstatd_net_ingress", "bpfstatd_net_egress"}
+	if instance != "" {
+		h := fnv.New32a()
+		h.Write([]byte(instance))
+		for d := range names {
+			names[d] += fmt.Sprintf("_%08x", h.Sum32())
+		}
+	}
+	return names
 }

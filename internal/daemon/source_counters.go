@@ -150,7 +150,7 @@ type netKey struct {
 }
 
 func openNet(sh *bpf.Shared, cfg Config) (source, error) {
-	c, err := bpf.LoadNet(sh, bpf.NetOptions{Include: cfg.Interfaces, Exclude: cfg.ExcludeInterfaces})
+	c, err := bpf.LoadNet(sh, bpf.NetOptions{Include: cfg.Interfaces, Exclude: cfg.ExcludeInterfaces, Instance: cfg.AdminSocket})
 	if err != nil {
 		return nil, err
 	}
