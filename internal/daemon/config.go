@@ -72,6 +72,12 @@ func usagef(format string, args ...any) error {
 // errHelp reports that --help was asked for and printed.
 var errHelp = errors.New("help requested")
 
+// ByProcessRingSize is the ring size when --syscalls-by-process is on and
+// --ring-size is not given: a record per syscall fills a small ring between
+// two reads (at 1 M syscalls a second, 8 MiB holds about 150 ms of records,
+// 15 times the default poll).
+const ByProcessRingSize = 8 << 20
+
 // parseConfig parses args, with defaults from the environment, into a
 // Config. Usage is written to stderr on --help.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
@@ -103,7 +109,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.DurationVar(&cfg.Breaker.MaxBackoff, "breaker-max-backoff", shipper.DefaultBreakerMaxBackoff, "longest wait between the open breaker's probes")
 	fs.IntVar(&cfg.MaxThrottle, "max-throttle-level", shipper.DefaultMaxLevel, "highest throttle level under load (level n: the kernel keeps 1 event in 2^n, low-priority metrics ship every 2^n intervals, flushes every 2^n intervals); 0 never throttles")
 	fs.IntVar(&cfg.MaxSeries, "max-series", 0, "cardinality budget: most distinct series in all (0: the shipper's default); past it, new tag values go to an overflow series")
-	fs.Uint32Var(&cfg.RingSize, "ring-size", bpf.DefaultRingSize, "bytes in each kernel ring buffer: a power of two, a multiple of the page size")
+	fs.Uint32Var(&cfg.RingSize, "ring-size", bpf.DefaultRingSize, "bytes in each kernel ring buffer: a power of two, a multiple of the page size (default 8 MiB with --syscalls-by-process)")
 	fs.Uint64Var(&cfg.WakeupBytes, "wakeup-bytes", 0, "queued bytes past which the kernel wakes the reader (0: a quarter of --ring-size)")
 	fs.DurationVar(&cfg.Poll, "poll", 10*time.Millisecond, "how often the reader drains the kernel ring without a wakeup")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -132,6 +138,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	for _, t := range tags {
 		cfg.Tags = append(cfg.Tags, strings.Split(t, ",")...)
+	}
+	if cfg.SyscallsByProcess && !fs.Changed("ring-size") {
+		cfg.RingSize = ByProcessRingSize
 	}
 	var err error
 	if cfg.Output, err = ParseOutput(output); err != nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bpfstatd/bpfstatd/bpf"
 )
 
 func noEnv(string) string { return "" }
@@ -144,5 +146,29 @@ func TestUsageGroupsEveryFlag(t *testing.T) {
 	}
 	if strings.Count(out.String(), "Usage:") != 1 || !strings.Contains(out.String(), "Querying a running daemon") || strings.Contains(out.String(), "\nOther:") {
 		t.Errorf("usage:\n%s", out.String())
+	}
+}
+
+// TestByProcessRingSize: --syscalls-by-process enlarges the ring unless a
+// size is given, on the command line or in the environment.
+func TestByProcessRingSize(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want uint32
+	}{
+		{nil, nil, bpf.DefaultRingSize},
+		{[]string{"--syscalls-by-process"}, nil, ByProcessRingSize},
+		{[]string{"--syscalls-by-process", "--ring-size", "65536"}, nil, 65536},
+		{[]string{"--syscalls-by-process"}, map[string]string{"BPFSTATD_RING_SIZE": "131072"}, 131072},
+		{[]string{"--ring-size", "65536"}, nil, 65536},
+	} {
+		cfg, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+		if err != nil {
+			t.Fatalf("%v %v: %v", tc.args, tc.env, err)
+		}
+		if cfg.RingSize != tc.want {
+			t.Errorf("%v %v: ring size %d, want %d", tc.args, tc.env, cfg.RingSize, tc.want)
+		}
 	}
 }
