@@ -74,9 +74,10 @@ var errHelp = errors.New("help requested")
 
 // ByProcessRingSize is the ring size when --syscalls-by-process is on and
 // --ring-size is not given: a record per syscall fills a small ring between
-// two reads (at 1 M syscalls a second, 8 MiB holds about 150 ms of records,
-// 15 times the default poll).
-const ByProcessRingSize = 8 << 20
+// two reads. At 1 M syscalls a second 4 MiB holds about 75 ms of records,
+// 7 times the default poll. The ring is mapped into the daemon whole, twice
+// over for its data, so it adds twice its size to the daemon's RSS.
+const ByProcessRingSize = 4 << 20
 
 // parseConfig parses args, with defaults from the environment, into a
 // Config. Usage is written to stderr on --help.
@@ -109,7 +110,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.DurationVar(&cfg.Breaker.MaxBackoff, "breaker-max-backoff", shipper.DefaultBreakerMaxBackoff, "longest wait between the open breaker's probes")
 	fs.IntVar(&cfg.MaxThrottle, "max-throttle-level", shipper.DefaultMaxLevel, "highest throttle level under load (level n: the kernel keeps 1 event in 2^n, low-priority metrics ship every 2^n intervals, flushes every 2^n intervals); 0 never throttles")
 	fs.IntVar(&cfg.MaxSeries, "max-series", 0, "cardinality budget: most distinct series in all (0: the shipper's default); past it, new tag values go to an overflow series")
-	fs.Uint32Var(&cfg.RingSize, "ring-size", bpf.DefaultRingSize, "bytes in each kernel ring buffer: a power of two, a multiple of the page size (default 8 MiB with --syscalls-by-process)")
+	fs.Uint32Var(&cfg.RingSize, "ring-size", bpf.DefaultRingSize, "bytes in each kernel ring buffer: a power of two, a multiple of the page size (default 4 MiB with --syscalls-by-process)")
 	fs.Uint64Var(&cfg.WakeupBytes, "wakeup-bytes", 0, "queued bytes past which the kernel wakes the reader (0: a quarter of --ring-size)")
 	fs.DurationVar(&cfg.Poll, "poll", 10*time.Millisecond, "how often the reader drains the kernel ring without a wakeup")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
