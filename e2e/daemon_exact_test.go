@@ -49,28 +49,7 @@ func TestDaemonExactCounts(t *testing.T) {
 	if err := runMany(helper, k, 2); err != nil {
 		t.Fatal(err)
 	}
-	var sent uint64
-	ca, cb := a.listen(t), b.listen(t)
-	buf, rbuf := make([]byte, 2048), make([]byte, 2048)
-	deadline := time.Now().Add(20 * time.Second)
-	ca.SetReadDeadline(deadline)
-	cb.SetReadDeadline(deadline)
-	for i := range p {
-		n := 1 + (i*37)%1400
-		if _, err := ca.WriteToUDP(buf[:n], cb.LocalAddr().(*net.UDPAddr)); err != nil {
-			t.Fatal(err)
-		}
-		if m, _, err := cb.ReadFromUDP(rbuf); err != nil || m != n {
-			t.Fatalf("receive %d bytes: %d, %v", n, m, err)
-		}
-		if _, err := cb.WriteToUDP(buf[:n], ca.LocalAddr().(*net.UDPAddr)); err != nil {
-			t.Fatal(err)
-		}
-		if m, _, err := ca.ReadFromUDP(rbuf); err != nil || m != n {
-			t.Fatalf("receive %d bytes back: %d, %v", n, m, err)
-		}
-		sent += uint64(n)
-	}
+	sent := pingPong(t, a, b, p)
 
 	// One OOM kill: a uniquely named tail(1) reading /dev/zero in a
 	// cgroup limited to 32 MiB.

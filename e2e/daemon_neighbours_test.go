@@ -99,8 +99,8 @@ func TestDaemonNeighbours(t *testing.T) {
 }
 
 // pingPong sends p UDP datagrams of varied sizes from a to b, each answered
-// by one back.
-func pingPong(t *testing.T, a, b *vethEnd, p int) {
+// by one back, and returns the payload bytes sent each way.
+func pingPong(t *testing.T, a, b *vethEnd, p int) (sent uint64) {
 	t.Helper()
 	ca, cb := a.listen(t), b.listen(t)
 	buf, rbuf := make([]byte, 2048), make([]byte, 2048)
@@ -121,7 +121,9 @@ func pingPong(t *testing.T, a, b *vethEnd, p int) {
 		if m, _, err := ca.ReadFromUDP(rbuf); err != nil || m != n {
 			t.Fatalf("receive %d bytes back: %d, %v", n, m, err)
 		}
+		sent += uint64(n)
 	}
+	return sent
 }
 
 // checkNet checks that each exporter's packets and bytes of end e equal

@@ -20,11 +20,16 @@ import (
 // record counting for its sample rate) balances the calls the thread made
 // against what the ledger says the full ring lost, to within 1% of the
 // calls (see the balance below for why the ledger only bounds it).
+//
+// The ring is 64 KiB, about 0.7 ms of records at this rate, not the 4 MiB
+// that --syscalls-by-process otherwise gets, which one thread on this
+// machine cannot overflow: the storm must outrun the drain (its wakeup
+// alone takes longer than the ring lasts) for throttling to show.
 func TestDaemonKernelOverload(t *testing.T) {
 	requireE2E(t)
 	load := longForm("BPFSTATD_E2E_LONG", 20*time.Second, 60*time.Second)
 	exp := startExporter(t, "")
-	d := startDaemon(t, exp.output(), "--collectors", "syscalls", "--syscalls-by-process", "--flush-interval", "200ms")
+	d := startDaemon(t, exp.output(), "--collectors", "syscalls", "--syscalls-by-process", "--ring-size", "65536", "--flush-interval", "200ms")
 	name := uniqueName("sysc-")
 
 	var stop atomic.Bool
