@@ -505,6 +505,11 @@ func (r *report) targets() *Table {
 			t.Add("GC pause p99 ≤ 1 ms", "no GC cycle during the loads (the daemon exports no runtime/metrics)", "met (no GC)")
 		}
 	}
+	if ours, peer := Find(r.Stats, "e2e", "Ship/bpfstatd"), Find(r.Stats, "e2e", "Ship/datadog-go"); ours != nil && peer != nil {
+		a, b := ours.get("updates/s"), peer.get("updates/s")
+		ratio := a / b
+		t.Add("shipping ≥ 2× datadog-go's updates/s (e2e BenchmarkShip)", fmt.Sprintf("%s updates/s against %s: %.2f×", Num(a), Num(b), ratio), verdict(ratio >= 2 && !math.IsNaN(ratio)))
+	}
 	if s := Find(r.Stats, "bpf", "SyscallHooks/by_process"); s != nil {
 		v := s.get("bpf-ns/event")
 		t.Add("by_process BPF run time ≤ 200 ns/event (bpf/overhead_test.go)", Num(v)+" ns", verdict(v <= 200))
