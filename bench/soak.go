@@ -35,6 +35,7 @@ type soakSample struct {
 	Level      int
 	Ledgers    []kernelLedger
 	UserDrops  uint64  // every user-space stage and reason
+	NotRun     uint64  // events the kernel did not run the syscalls programs for
 	Kernel     uint64  // syscalls named soakComm, by the kernel's count
 	Received   float64 // host_syscalls_by_process{comm=soakComm} at the exporter
 }
@@ -57,8 +58,9 @@ type soakRun struct {
 	Received  float64    // at the exporter, after the daemon's last interval
 	// Drops that can excuse a missing event, from the daemon's
 	// start to its end: the by-process program's ring_full and
-	// sampled_out (every comm's) and every user-space drop.
-	RingFull, Sampled, UserDrops uint64
+	// sampled_out (every comm's), the syscalls the kernel did not run
+	// its programs for, and every user-space drop.
+	RingFull, Sampled, NotRun, UserDrops uint64
 }
 
 // byProcessProg is the by-process syscall program's name in the ledger.
@@ -174,7 +176,7 @@ wait:
 			r.RingFull, r.Sampled = l.RingFull, l.SampledOut
 		}
 	}
-	r.UserDrops = last.UserDrops
+	r.UserDrops, r.NotRun = last.UserDrops, last.NotRun
 
 	failed := r.judge()
 	if err := plotSoak(r.Samples, filepath.Join(cfg.out, "soak.png")); err != nil {
@@ -194,8 +196,11 @@ func sampleSoak(d *daemon, exp *exporter, c *commCounter, at time.Duration, load
 	s := &soakSample{At: at, Load: load, RSS: procRSS(st.PID), Heap: st.HeapBytes, Goroutines: st.Goroutines,
 		Level: st.Throttle.Level, Ledgers: st.Ledgers}
 	for _, dr := range st.Drops {
-		if dr.Stage != "kernel" {
+		switch {
+		case dr.Stage != "kernel":
 			s.UserDrops += dr.Count
+		case dr.Reason == "not_run" && dr.Source == "syscalls":
+			s.NotRun += dr.Count
 		}
 	}
 	if s.Kernel, err = c.count(); err != nil {

@@ -137,7 +137,7 @@ func ledgerBreaks(ss []soakSample) map[string]int {
 }
 
 // drops are the counted losses that may excuse missing events.
-func (r *soakRun) drops() uint64 { return r.RingFull + r.Sampled + r.UserDrops }
+func (r *soakRun) drops() uint64 { return r.RingFull + r.Sampled + r.NotRun + r.UserDrops }
 
 func (r *soakRun) markdown(failed []string) string {
 	var b strings.Builder
@@ -189,7 +189,8 @@ func (r *soakRun) markdown(failed []string) string {
 		fmt.Sprintf("exact in %d of %d samples; largest miss %d; beyond the read skew in %d", exact, len(r.Samples), worst, beyond))
 	t.Add(soakComm+" syscalls: kernel count, generator's own count", fmt.Sprintf("%d, %d", r.Events, r.Generated.Syscalls()))
 	t.Add("received at statsd_exporter", fmt.Sprintf("%.0f (%+.0f)", r.Received, r.Received-float64(r.Events)))
-	t.Add("counted drops: "+byProcessProg+" ring_full, sampled_out; user space", fmt.Sprintf("%d, %d; %d", r.RingFull, r.Sampled, r.UserDrops))
+	t.Add("counted drops: "+byProcessProg+" ring_full, sampled_out; syscalls not run; user space",
+		fmt.Sprintf("%d, %d; %d; %d", r.RingFull, r.Sampled, r.NotRun, r.UserDrops))
 	b.WriteString(t.Markdown())
 	fmt.Fprintf(&b, "\nThe daemon reads the ledger while the programs run, seen before the outcomes: a sample may miss the identity "+
 		"by the events between its lookups, up to those of %s at the program's rate (at least 64); a leaking ledger drifts past that.\n", skewWindow)

@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -29,14 +30,30 @@ type SampleRater interface {
 	SetSampleRate(n uint32) error
 }
 
+// MissCounter is a collector that can say how often the kernel skipped its
+// programs: a tracing program does not run when it would nest inside
+// itself on a CPU (the kernel's recursion check), so that event is in no
+// ledger slot, not even seen.
+type MissCounter interface {
+	// Misses returns the events the kernel did not run the collector's
+	// programs for, since they were loaded.
+	Misses() (uint64, error)
+}
+
 // tracing attaches BTF-typed tracepoint programs and detaches them together.
 type tracing struct {
 	links []link.Link
+	progs []*ebpf.Program // every program attached once, for Misses
 }
 
 func (t *tracing) attach(name string, progs ...*ebpf.Program) error {
 	if t.links != nil {
 		return nil
+	}
+	for _, p := range progs {
+		if !slices.Contains(t.progs, p) {
+			t.progs = append(t.progs, p)
+		}
 	}
 	for _, p := range progs {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachTraceRawTp})
@@ -58,6 +75,20 @@ func (t *tracing) detach(name string) error {
 	}
 	t.links = nil
 	return errors.Join(errs...)
+}
+
+// Misses returns the runs of the programs the kernel skipped for
+// recursion, summed; counts stay readable after Detach.
+func (t *tracing) Misses() (uint64, error) {
+	var n uint64
+	for _, p := range t.progs {
+		st, err := p.Stats()
+		if err != nil {
+			return 0, fmt.Errorf("read recursion misses: %w", err)
+		}
+		n += st.RecursionMisses
+	}
+	return n, nil
 }
 
 // setSampleRate writes the sampling knob of a loaded object.

@@ -44,6 +44,10 @@ var programNames = [...]string{
 	ProgRunq:            "runq",
 }
 
+// WritesRecords reports whether p writes ring-buffer records, one per
+// event emitted; the others count in maps.
+func (p Program) WritesRecords() bool { return p <= ProgSyscallProc }
+
 // String returns the program's name as used in metric tags.
 func (p Program) String() string {
 	if int(p) < len(programNames) && programNames[p] != "" {

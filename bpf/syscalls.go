@@ -47,6 +47,7 @@ type Syscalls struct {
 var (
 	_ Collector   = (*Syscalls)(nil)
 	_ SampleRater = (*Syscalls)(nil)
+	_ MissCounter = (*Syscalls)(nil)
 )
 
 // MaxSyscallNr bounds the syscall numbers counted one by one: a number at
@@ -117,6 +118,16 @@ func (c *Syscalls) SetByProcess(on bool) error {
 	default:
 		return c.byProcess.detach(c.Name())
 	}
+}
+
+// Misses returns the syscalls the kernel did not run the programs for.
+func (c *Syscalls) Misses() (uint64, error) {
+	a, err := c.counts.Misses()
+	if err != nil {
+		return 0, err
+	}
+	b, err := c.byProcess.Misses()
+	return a + b, err
 }
 
 // SetSampleRate makes each CPU record one syscall in n by process.

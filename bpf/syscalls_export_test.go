@@ -17,3 +17,12 @@ func (c *Syscalls) Programs() (counts, byProcess *ebpf.Program) {
 
 // SyscallNames returns the syscall table of a GOARCH, or nil.
 func SyscallNames(goarch string) []string { return syscallNames(goarch) }
+
+// Tracing attaches programs as the collectors do, for tests of Misses.
+type Tracing struct{ tracing }
+
+// Attach attaches progs.
+func (t *Tracing) Attach(progs ...*ebpf.Program) error { return t.attach("test", progs...) }
+
+// Detach detaches them.
+func (t *Tracing) Detach() error { return t.detach("test") }

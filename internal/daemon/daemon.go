@@ -144,7 +144,7 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 	interval := cfg.FlushInterval
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	flush := func(final bool) {
+	flush := func(final bool) (unread uint64) {
 		iv, err := p.flush(sh, drain, health.Level(), final)
 		if err != nil {
 			log.Warn("ship metrics", "err", err)
@@ -155,6 +155,7 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 			interval = next
 			tick.Reset(interval)
 		}
+		return iv.unread
 	}
 	for ctx.Err() == nil {
 		select {
@@ -171,10 +172,13 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 	}
 	stopBG()
 	wg.Wait()
-	flush(true)
+	unread := flush(true)
 	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err = errors.Join(err, ship.Close(closeCtx))
+	if unread > 0 {
+		log.Warn("records written by the kernel were never read", "unread", unread)
+	}
 	log.Info("bpfstatd stopped", "records", drain.Stats().Records)
 	return errors.Join(err, drainErr, adminErr)
 }

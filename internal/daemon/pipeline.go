@@ -41,17 +41,23 @@ var userDrops = [...]struct {
 
 // Kernel drops, beside the user-space ones, that ship as
 // bpfstatd.drops{stage,reason}: the events that records lost to a full ring
-// stood for (ring_full times their sample rate), and the records the drain
-// could not hand to the pipeline.
+// stood for (ring_full times their sample rate), the events the kernel did
+// not run a program for (its recursion check), the records the drain could
+// not hand to the pipeline, and, at shutdown, records the programs wrote
+// that the drain never read.
 const (
 	dropRingFullEvents = iota
+	dropNotRun
 	dropUserRing
+	dropUnread
 	numOtherDrops
 )
 
 var otherDrops = [numOtherDrops]struct{ stage, reason string }{
 	dropRingFullEvents: {"kernel", "ring_full_events"},
+	dropNotRun:         {"kernel", "not_run"},
 	dropUserRing:       {"user_ring", "dropped"},
+	dropUnread:         {"drain", "unread"},
 }
 
 var selfCounters = [...]string{MetricKernelSeen, MetricRingFull, MetricSampledOut, MetricDrainRecords, MetricDecodeErrors, MetricLinesDropped}
@@ -76,6 +82,7 @@ type pipeline struct {
 
 	// cumulative counts at the last flush, for deltas
 	lastLedger []bpf.Ledger
+	lastMisses []uint64 // per source
 	lastDrain  ringbuf.DrainStats
 	lastCounts shipper.Counts
 	lastSent   uint64
@@ -91,6 +98,13 @@ type interval struct {
 	// written counts the records the programs tried to write in the
 	// interval (emitted + ring_full), against which ring_full is a loss.
 	written uint64
+	// misses counts, per source, the events its programs were not run for,
+	// since start.
+	misses []uint64
+	// unread counts the records the programs wrote that the drain did not
+	// read; only a final flush, with the programs detached and the ring
+	// drained, can tell.
+	unread uint64
 }
 
 // recordKinds says which source handles each ring record kind.
@@ -110,6 +124,8 @@ func newPipeline(ship *shipper.Shipper, srcs []source, cfg Config) (*pipeline, e
 		ship:    ship,
 		latency: ship.Latency(),
 		srcs:    srcs,
+
+		lastMisses: make([]uint64, len(srcs)),
 	}
 	r := &registrar{in: in}
 	for i, name := range selfCounters {
@@ -208,6 +224,24 @@ func (p *pipeline) flush(sh ledgerReader, drain drainReader, level shipper.Level
 	}
 	iv.signals.Events, iv.signals.KernelDrops = seen, full
 	iv.written = emitted + full
+	var notRun uint64
+	iv.misses = make([]uint64, len(p.srcs))
+	for i, s := range p.srcs {
+		m, ok := s.collector().(bpf.MissCounter)
+		if !ok {
+			continue
+		}
+		n, err := m.Misses()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read %s collector: %w", s.collector().Name(), err))
+			n = p.lastMisses[i]
+		}
+		iv.misses[i] = n
+		notRun += n - p.lastMisses[i]
+	}
+	if final {
+		iv.unread = unread(ledgers, iv.drain)
+	}
 
 	// Aggregate under the lock the drain goroutine takes; send outside it,
 	// so that a slow socket never stalls the drain.
@@ -228,7 +262,9 @@ func (p *pipeline) flush(sh ledgerReader, drain drainReader, level shipper.Level
 		p.agg.Add(p.drops[i], int64(c[d.stat]-p.lastCounts[d.stat]))
 	}
 	p.agg.Add(p.other[dropRingFullEvents], int64(fullEvents))
+	p.agg.Add(p.other[dropNotRun], int64(notRun))
 	p.agg.Add(p.other[dropUserRing], int64(iv.drain.Dropped-p.lastDrain.Dropped))
+	p.agg.Add(p.other[dropUnread], int64(iv.unread))
 	open := 0.0
 	if p.ship.Breaker() != shipper.BreakerClosed {
 		open = 1
@@ -252,8 +288,25 @@ func (p *pipeline) flush(sh ledgerReader, drain drainReader, level shipper.Level
 		errs = append(errs, fmt.Errorf("send %d datagrams: %w", failed-p.lastSent, p.ship.Err()))
 		p.lastSent = failed
 	}
-	p.lastLedger, p.lastDrain = ledgers, iv.drain
+	p.lastLedger, p.lastDrain, p.lastMisses = ledgers, iv.drain, iv.misses
 	return iv, errors.Join(errs...)
+}
+
+// unread returns the records the ring-buffer programs wrote that the drain
+// neither decoded nor counted as malformed. Once the programs are detached
+// and the ring drained, it is a loss; while they run, it is what the ring
+// holds.
+func unread(ledgers []bpf.Ledger, drain ringbuf.DrainStats) uint64 {
+	var emitted uint64
+	for i, l := range ledgers {
+		if bpf.Program(i).WritesRecords() {
+			emitted += l.Emitted
+		}
+	}
+	if read := drain.Records + drain.DecodeErrors; emitted > read {
+		return emitted - read
+	}
+	return 0
 }
 
 // linesLost counts the lines lost in user space: dropped from the queue,

@@ -16,9 +16,28 @@ import (
 
 // testSyscalls is the syscalls source without its kernel side: records
 // only, no counters to read.
-type testSyscalls struct{ *syscallSource }
+// testSyscalls is the syscalls source without the kernel: its collector is
+// a fakeCollector.
+type testSyscalls struct {
+	*syscallSource
+	fake *fakeCollector
+}
 
 func (testSyscalls) read(*shipper.Aggregator) error { return nil }
+func (s testSyscalls) collector() bpf.Collector     { return s.fake }
+
+// fakeCollector is a collector that loads nothing and reports the misses
+// it is told to.
+type fakeCollector struct {
+	name   string
+	misses uint64
+}
+
+func (c *fakeCollector) Name() string            { return c.name }
+func (c *fakeCollector) Attach() error           { return nil }
+func (c *fakeCollector) Detach() error           { return nil }
+func (c *fakeCollector) Close() error            { return nil }
+func (c *fakeCollector) Misses() (uint64, error) { return c.misses, nil }
 
 // fakeKernel stands for the kernel ledger and the drain in flush.
 type fakeKernel struct{ drain ringbuf.DrainStats }
@@ -51,7 +70,8 @@ func newTestPipeline(tb testing.TB, w io.Writer) *pipeline {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p, err := newPipeline(ship, []source{testSyscalls{&syscallSource{}}}, Config{})
+	src := testSyscalls{syscallSource: &syscallSource{}, fake: &fakeCollector{name: "syscalls"}}
+	p, err := newPipeline(ship, []source{src}, Config{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -159,9 +179,50 @@ func TestPipelineEvictExact(t *testing.T) {
 	}
 }
 
-// TestPipelineSelfDrops: the events lost records stood for, and records
-// the drain could not hand on, ship as bpfstatd.drops.
+// TestPipelineSelfDrops: the events lost records stood for, events the
+// kernel did not run a program for, records the drain could not hand on,
+// and records it never read ship as bpfstatd.drops; the last only from the
+// final flush, when the ring is known to be drained.
 func TestPipelineSelfDrops(t *testing.T) {
+	var out bytes.Buffer
+	p := newTestPipeline(t, &out)
+	fake := p.srcs[0].collector().(*fakeCollector)
+	// The exec program wrote 20 records; the drain read 15 and 2 bad ones.
+	// The counting program's emitted (100) writes no record.
+	ledgers := make(ledgerOf, bpf.ProgSyscalls+1)
+	ledgers[bpf.ProgExec] = bpf.Ledger{Seen: 23, Emitted: 20, RingFull: 3, RingFullEvents: 12}
+	ledgers[bpf.ProgSyscalls] = bpf.Ledger{Seen: 100, Emitted: 100}
+	k := fakeKernel{drain: ringbuf.DrainStats{Dropped: 7, Records: 15, DecodeErrors: 2}}
+
+	fake.misses = 4
+	iv, err := p.flush(ledgers, k, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iv.unread != 0 || !strings.Contains(out.String(), MetricDrops+":0|c|#stage:drain,reason:unread\n") {
+		t.Errorf("an interval while the programs run counted %d unread, shipped\n%s", iv.unread, out.String())
+	}
+	out.Reset()
+	fake.misses = 9
+	if iv, err = p.flush(ledgers, k, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	if iv.unread != 3 || iv.misses[0] != 9 {
+		t.Errorf("final flush: unread %d, misses %v; want 3, [9]", iv.unread, iv.misses)
+	}
+	for _, line := range []string{
+		MetricDrops + ":5|c|#stage:kernel,reason:not_run", // 9 - 4
+		MetricDrops + ":3|c|#stage:drain,reason:unread",
+	} {
+		if !strings.Contains(out.String(), line+"\n") {
+			t.Errorf("no line %q in\n%s", line, out.String())
+		}
+	}
+}
+
+// TestPipelineKernelDrops: the first interval ships the events lost
+// records stood for and the records the drain could not hand on.
+func TestPipelineKernelDrops(t *testing.T) {
 	var out bytes.Buffer
 	p := newTestPipeline(t, &out)
 	k := fakeKernel{drain: ringbuf.DrainStats{Dropped: 7}}

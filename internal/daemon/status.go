@@ -105,6 +105,11 @@ func (s *status) snapshot() admin.Snapshot {
 				admin.Drop{Stage: "kernel", Reason: "ring_full_events", Source: p.String(), Count: l.RingFullEvents},
 				admin.Drop{Stage: "kernel", Reason: "sampled_out", Source: p.String(), Count: l.SampledOut})
 		}
+		if _, ok := src.collector().(bpf.MissCounter); ok && i < len(s.iv.misses) {
+			// Events the kernel did not run the collector's programs for:
+			// in no ledger slot, not even seen.
+			snap.Drops = append(snap.Drops, admin.Drop{Stage: "kernel", Reason: "not_run", Source: src.collector().Name(), Count: s.iv.misses[i]})
+		}
 		if i < len(s.rates) {
 			cs.EventsPerSec = s.rates[i]
 		}
