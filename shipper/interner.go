@@ -139,7 +139,7 @@ func (in *Interner) Register(spec MetricSpec) (*Metric, error) {
 	if len(m.keys) == 0 {
 		m.static = in.add(m, "")
 	} else {
-		m.raw = make(map[string]Key)
+		m.raw = newRawIndex()
 		m.canon = make(map[string]Key)
 	}
 	in.names[name] = true
@@ -190,11 +190,7 @@ func (in *Interner) evict(keys []Key) {
 		*s = series{gen: s.gen + 1}
 	}
 	for _, m := range metrics {
-		for raw, k := range m.raw {
-			if in.series[k].m == nil {
-				delete(m.raw, raw)
-			}
-		}
+		m.raw.deleteFunc(func(k Key) bool { return in.series[k].m == nil })
 	}
 	in.free = append(in.free, keys...)
 	in.stats.Evicted += uint64(len(keys))
@@ -218,14 +214,14 @@ func (m *Metric) Key(values ...[]byte) Key {
 	case 0:
 		return m.static
 	case 1:
-		if k, ok := m.raw[string(values[0])]; ok {
+		if k, ok := m.raw.get(values[0]); ok {
 			return k
 		}
 		return m.slowKey(values, values[0])
 	}
 	rk := appendRawKey(m.in.scratch[:0], values)
 	m.in.scratch = rk
-	if k, ok := m.raw[string(rk)]; ok {
+	if k, ok := m.raw.get(rk); ok {
 		return k
 	}
 	return m.slowKey(values, rk)
@@ -263,8 +259,8 @@ func (m *Metric) slowKey(values [][]byte, rk []byte) Key {
 		k = in.add(m, vtags)
 		m.canon[vtags] = k
 	}
-	if m.budget.cacheRaw(len(m.raw)) {
-		m.raw[string(rk)] = k
+	if m.budget.cacheRaw(m.raw.len()) {
+		m.raw.put(rk, k)
 	}
 	return k
 }

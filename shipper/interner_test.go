@@ -111,8 +111,8 @@ func TestInternerFloodMemory(t *testing.T) {
 		t.Errorf("series %d, want 9", n)
 	}
 	// Spellings of an existing series past the raw cache: no growth either.
-	if len(m.raw) > rawPerSeries*8 {
-		t.Errorf("raw cache %d", len(m.raw))
+	if m.raw.len() > rawPerSeries*8 {
+		t.Errorf("raw cache %d", m.raw.len())
 	}
 }
 

@@ -101,7 +101,7 @@ type Metric struct {
 	constTags string   // ",k:v" constant and global tags, each after a comma
 	budget    budget
 
-	raw      map[string]Key // raw tag values (see rawKey) -> series
+	raw      *rawIndex      // raw tag values (see appendRawKey) -> series
 	canon    map[string]Key // sanitised variable tags -> series
 	static   Key            // the one series of a metric without TagKeys
 	overflow Key            // the overflow series, or noKey
