@@ -34,7 +34,11 @@ func newCommCounter(comm string) (*commCounter, error) {
 	if err != nil {
 		return nil, err
 	}
-	attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_TRACEPOINT, Config: id, Size: uint32(unsafe.Sizeof(unix.PerfEventAttr{}))}
+	// Opened disabled, and enabled once filtered: an enabled counter
+	// counts every task's syscalls until its filter is set, its own
+	// ioctl's and those of whatever else runs on the CPU meanwhile.
+	attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_TRACEPOINT, Config: id, Size: uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
+		Bits: unix.PerfBitDisabled}
 	filter := append([]byte(`comm == "`+comm+`"`), 0)
 	c := &commCounter{}
 	for _, cpu := range cpus {
@@ -47,6 +51,12 @@ func newCommCounter(comm string) (*commCounter, error) {
 		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.PERF_EVENT_IOC_SET_FILTER, uintptr(unsafe.Pointer(&filter[0]))); errno != 0 {
 			c.close()
 			return nil, fmt.Errorf("filter sys_enter counter on %s: %w", comm, errno)
+		}
+	}
+	for _, fd := range c.fds {
+		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.PERF_EVENT_IOC_ENABLE, 0); errno != 0 {
+			c.close()
+			return nil, fmt.Errorf("enable sys_enter counter on %s: %w", comm, errno)
 		}
 	}
 	return c, nil

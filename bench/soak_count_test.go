@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseCPUList(t *testing.T) {
@@ -36,5 +38,32 @@ func TestCommCounter(t *testing.T) {
 	t.Logf("generator counted %d syscalls, the kernel %d", r.Syscalls(), n)
 	if n < r.Syscalls() || n > r.Syscalls()+r.Syscalls()/100 {
 		t.Errorf("kernel counted %d syscalls named %s, the generator made %d", n, soakComm, r.Syscalls())
+	}
+}
+
+// TestCommCounterFiltered checks the counter counts nothing but the
+// name's syscalls from the moment it exists: a counter enabled before its
+// filter is set also counts the syscalls of everyone in between, its own
+// ioctl's included.
+func TestCommCounterFiltered(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("perf counters on every CPU need root")
+	}
+	for range 20 {
+		c, err := newCommCounter("bsnobody" + soakComm)
+		if err != nil {
+			t.Skip(err)
+		}
+		for range 100 {
+			unix.Getppid()
+		}
+		n, err := c.count()
+		c.close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Fatalf("a counter of a name no thread has counted %d syscalls", n)
+		}
 	}
 }
