@@ -16,6 +16,7 @@ import (
 	"github.com/bpfstatd/bpfstatd/internal/kerneltest"
 	"github.com/bpfstatd/bpfstatd/ringbuf"
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	cebpfringbuf "github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
@@ -78,6 +79,16 @@ const (
 //   - by_process_default_wakeup_drainer: flags 0 with the daemon's reader,
 //     which seldom catches up, so flags 0 seldom wake it.
 //
+// Two more programs, assembled here, split by_process's cost:
+//
+//   - floor: a program that only returns, which costs what the run-time
+//     statistics add around any program (two clock reads);
+//   - ring_only: one reserve and one submit (BPF_RB_NO_WAKEUP) of a record
+//     of by_process's size, written with zeros, and nothing else.
+//
+// by_process minus ring_only is the program's own work: the ledger,
+// sampling, the task's name and ids.
+//
 // x-by_process is how many times more a variant costs per event than
 // by_process did in the same run. The benchmark fails if by_process costs
 // more than 200 ns per event, or the naive stack less than 5 times more.
@@ -123,12 +134,54 @@ func BenchmarkSyscallHooks(b *testing.B) {
 	variant("by_process_cilium_reader", byProcess, ciliumReader)
 	wake := variant("by_process_default_wakeup", byProcessWake, ciliumReader)
 	variant("by_process_default_wakeup_drainer", byProcessWake, drainer)
+	variant("floor", floorProgram(b), drainer)
+	variant("ring_only", ringOnlyProgram(b, sh.Events()), drainer)
 	if ring > maxRingNSPerEvent {
 		b.Errorf("by_process costs %.0f ns per event, want at most %d", ring, maxRingNSPerEvent)
 	}
 	if ring > 0 && wake > 0 && wake < minWakeupRatio*ring {
 		b.Errorf("by_process costs %.0f ns per event, the default wakeup with cilium's reader %.0f ns: want %d times less", ring, wake, minWakeupRatio)
 	}
+}
+
+// floorProgram returns a sys_enter program that does nothing.
+func floorProgram(b *testing.B) *ebpf.Program {
+	return sysEnterProgram(b, asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()})
+}
+
+// ringOnlyProgram returns a sys_enter program that reserves a record of
+// by_process's size in events, fills it with zeros and submits it without
+// a wakeup.
+func ringOnlyProgram(b *testing.B, events *ebpf.Map) *ebpf.Program {
+	insns := asm.Instructions{
+		asm.LoadMapPtr(asm.R1, events.FD()),
+		asm.Mov.Imm(asm.R2, bpf.SyscallRecordSize),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.FnRingbufReserve.Call(),
+		asm.JEq.Imm(asm.R0, 0, "out"),
+		asm.Mov.Imm(asm.R1, 0),
+	}
+	for off := 0; off < bpf.SyscallRecordSize; off += 8 {
+		insns = append(insns, asm.StoreMem(asm.R0, int16(off), asm.R1, asm.DWord))
+	}
+	insns = append(insns,
+		asm.Mov.Reg(asm.R1, asm.R0),
+		asm.Mov.Imm(asm.R2, 1), // BPF_RB_NO_WAKEUP
+		asm.FnRingbufSubmit.Call(),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
+		asm.Return())
+	return sysEnterProgram(b, insns)
+}
+
+// sysEnterProgram loads a BTF-typed sys_enter program, closed when b ends.
+func sysEnterProgram(b *testing.B, insns asm.Instructions) *ebpf.Program {
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
+		AttachTo: "sys_enter", License: "GPL", Instructions: insns})
+	if err != nil {
+		b.Fatalf("load sys_enter program: %v", err)
+	}
+	b.Cleanup(func() { p.Close() })
+	return p
 }
 
 // hookCost runs the sub-benchmark of one program (nil: no probe) and
