@@ -180,7 +180,10 @@ func testBreaker(t *testing.T, network, addr string, goAway func(*receiver)) {
 
 	goAway(r)
 	took := waitFor(t, 5*time.Second, "breaker opens", func() bool { return sh.Breaker() != BreakerClosed })
-	t.Logf("breaker opened %v after the receiver went away", took)
+	t.Logf("breaker opened %v after the receiver went away: %v", took, sh.Err())
+	if err := sh.Err(); err == nil || !strings.Contains(err.Error(), addr) {
+		t.Errorf("the breaker's error %q does not name the receiver %s", err, addr)
+	}
 
 	// While open: flushes defer, the aggregator keeps summing in place.
 	before := heapInUse()
@@ -304,6 +307,9 @@ func TestBreakerFullSocket(t *testing.T) {
 	}
 	if !isPressure(sh.Err()) {
 		t.Errorf("last error %v is not buffer pressure", sh.Err())
+	}
+	if err := sh.Err(); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("the last error %q does not name the socket %s", err, path)
 	}
 }
 
