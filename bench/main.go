@@ -124,7 +124,8 @@ func main() {
 		return
 	}
 	started := time.Now()
-	r := &report{Machine: describeMachine(rootAbs), Quick: *quick, Count: *count, Benchtime: *benchtime, Flush: *flush, Duration: *dur}
+	r := &report{Machine: describeMachine(rootAbs), Quick: *quick, Count: *count, Benchtime: *benchtime, Flush: *flush, Duration: *dur,
+		LoadComm: loadComm}
 
 	if !*skipGo {
 		for _, dir := range []string{".", "e2e", "bench"} {
@@ -348,6 +349,9 @@ type report struct {
 	Failures        []string
 	Points          []*point
 	E2EErr          string
+	// LoadComm is the load generator's thread name in the run, which a
+	// later -render, another process, cannot rebuild.
+	LoadComm string
 	// ShipProfile is the top of a CPU profile of bpfstatd's side of the
 	// shipping benchmark, which explains its figure against datadog-go.
 	ShipProfile string
@@ -440,7 +444,7 @@ func (r *report) endToEnd(w func(string, ...any)) {
 		return
 	}
 	w("A fresh daemon per rate: `bpfstatd --syscalls-by-process --output udp://127.0.0.1:PORT --flush-interval %s` (every collector on, defaults otherwise: a 4 MiB ring (the default with --syscalls-by-process), 10 ms poll), shipping to a UDP receiver in the generator that parses every line. The load is threads named `%s` (prctl PR_SET_NAME) calling `getppid`, one thread below 600 k/s and two above (one thread with the probe tops out below 1 M/s here), paced with raw `nanosleep` in ~1 ms slices (\"max\": unpaced). *generated* counts every syscall those threads made (getppid + nanosleep); *received* is the sum of `host.syscalls.by_process` for `comm:%s` that reached the receiver, including the last interval the daemon ships when stopped with SIGTERM after the load. Under kernel sampling the daemon scales counts by the sampling rate, so received is then an estimate. *Unaccounted* is missing minus the ledger's ring_full and user-space drops over the run (ring_full counts every comm, so it can only excuse, not prove, a loss). Daemon CPU is utime+stime from /proc/PID/stat over the load less its first 2 s; RSS is the largest VmRSS sampled every 250 ms; heap and latency (event-to-send, one event in 100 sampled, the last 1024 samples) come from `--status --json` at the end of the load, which is also polled once a second for the throttle level. Everything else on the host that makes syscalls also goes through the by-process ring, and other work may run on the machine: *daemon saw* is every syscall event the daemon counted during the load, *background* the rate just before it. The BPF programs' own cost is charged to the generator threads, not to the daemon (see the kernel table). The health monitor raises the throttle level under pressure: level L keeps 1 kernel event in 2^L, stretches the flush interval to 2^L × %s and ships low-priority series (by_process is one) every 2^L intervals.\n\n",
-		r.Flush, loadComm, loadComm, r.Flush)
+		r.Flush, r.loadComm(), r.loadComm(), r.Flush)
 	w("%s\n", e2eTable(r.Points).Markdown())
 	for _, f := range r.Plots {
 		w("![%s](bench/%s)\n", f, f)
@@ -451,6 +455,15 @@ func (r *report) endToEnd(w func(string, ...any)) {
 			w("<details><summary>perf profile of the daemon at %s (self time, %s after the measured window)</summary>\n\n```\n%s\n```\n\n</details>\n\n", rateName(p.Target), "3 s", p.Profile)
 		}
 	}
+}
+
+// loadComm returns the load generator's thread name in the run; runs saved
+// before it was recorded get this process's.
+func (r *report) loadComm() string {
+	if r.LoadComm != "" {
+		return r.LoadComm
+	}
+	return loadComm
 }
 
 // targets checks issue 9's targets against this run.
