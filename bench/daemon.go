@@ -197,15 +197,19 @@ func (d *daemon) status1() (*status, error) {
 // stop sends SIGTERM (the daemon drains the ring and ships a last
 // interval) and waits for the exit; it kills after 15 s.
 func (d *daemon) stop() {
-	d.stopOnce.Do(func() {
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.exited:
-		case <-time.After(15 * time.Second):
-			_ = d.cmd.Process.Kill()
-			<-d.exited
-		}
-	})
+	d.stopOnce.Do(func() { terminate(d.cmd.Process, d.exited, 15*time.Second) })
+}
+
+// terminate sends p SIGTERM and waits for exited to be ready; it kills p
+// if that takes longer than grace.
+func terminate(p *os.Process, exited <-chan error, grace time.Duration) {
+	_ = p.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(grace):
+		_ = p.Kill()
+		<-exited
+	}
 }
 
 // procCPU returns the process's user+system CPU time so far.

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -360,12 +359,4 @@ func (e *exporter) settle(comm string) (float64, error) {
 	}
 }
 
-func (e *exporter) stop() {
-	_ = e.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-e.exited:
-	case <-time.After(5 * time.Second):
-		_ = e.cmd.Process.Kill()
-		<-e.exited
-	}
-}
+func (e *exporter) stop() { terminate(e.cmd.Process, e.exited, 5*time.Second) }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfstatd/bpfstatd/internal/kerneltest"
 )
 
 func TestParseCPUList(t *testing.T) {
@@ -23,11 +25,11 @@ func TestParseCPUList(t *testing.T) {
 // syscalls under its name, and only a few more (the runtime's).
 func TestCommCounter(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("perf counters on every CPU need root")
+		kerneltest.Unavailable(t, "perf counters on every CPU need root")
 	}
 	c, err := newCommCounter(soakComm)
 	if err != nil {
-		t.Skip(err)
+		kerneltest.Unavailable(t, err.Error())
 	}
 	defer c.close()
 	r := runLoadAs(soakComm, 50_000, 500*time.Millisecond, 1)
@@ -47,12 +49,12 @@ func TestCommCounter(t *testing.T) {
 // ioctl's included.
 func TestCommCounterFiltered(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("perf counters on every CPU need root")
+		kerneltest.Unavailable(t, "perf counters on every CPU need root")
 	}
 	for range 20 {
 		c, err := newCommCounter("bsnobody" + soakComm)
 		if err != nil {
-			t.Skip(err)
+			kerneltest.Unavailable(t, err.Error())
 		}
 		for range 100 {
 			unix.Getppid()

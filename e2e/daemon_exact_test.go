@@ -225,20 +225,7 @@ func newVeth(t *testing.T, x *testNS, a string, y *testNS, b string) (ea, eb *ve
 	}
 	// Until the kernel's link watch finds a link up, its qdisc drops what
 	// is sent.
-	for _, e := range []*vethEnd{ea, eb} {
-		for start := time.Now(); ; time.Sleep(time.Millisecond) {
-			l, err := e.ns.nl.LinkByIndex(e.index)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if l.Attrs().OperState == netlink.OperUp {
-				break
-			}
-			if time.Since(start) > 3*time.Second {
-				t.Fatalf("%s not up after 3s", e.name)
-			}
-		}
-	}
+	waitOperUp(t, ea, eb)
 	return ea, eb
 }
 

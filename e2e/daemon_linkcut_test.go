@@ -117,7 +117,8 @@ func (n *testNS) loUp(t *testing.T) {
 	}
 }
 
-// waitOperUp waits until both ends are operationally up.
+// waitOperUp waits until every end is operationally up: until the
+// kernel's link watch finds a link up, its qdisc drops what is sent.
 func waitOperUp(t *testing.T, ends ...*vethEnd) {
 	t.Helper()
 	for _, e := range ends {

@@ -47,16 +47,7 @@ func TestDaemonNeighbours(t *testing.T) {
 		ds[i] = startDaemonWith(t, func(cmd *exec.Cmd) error { return nsA.do(cmd.Start) }, exps[i].output(),
 			"--collectors", "net", "--interfaces", a.name, "--flush-interval", "200ms")
 	}
-	progs := a.tcxPrograms(t)
-	t.Logf("TCX programs on %s with both daemons: %v", a.name, progs)
-	for dir, ps := range progs {
-		if n := countName(ps, "net_"+dir); n != 2 {
-			t.Errorf("%s: %d bpfstatd programs attached, want 2: %v", dir, n, ps)
-		}
-		if !slices.Contains(ps, foreign.tcxIDs[dir]) {
-			t.Errorf("%s: the foreign TCX program %d is gone: %v", dir, foreign.tcxIDs[dir], ps)
-		}
-	}
+	checkTCX(t, a, foreign, 2, "with both daemons")
 
 	pingPong(t, a, b, p)
 	checkNet(t, "both daemons", a, base, []*exporter{exps[0], exps[1]})
@@ -66,16 +57,7 @@ func TestDaemonNeighbours(t *testing.T) {
 	if took, err := ds[0].terminate(t, 5*time.Second); err != nil {
 		t.Fatalf("daemon 1 after SIGTERM: %v (after %v)", err, took)
 	}
-	progs = a.tcxPrograms(t)
-	t.Logf("TCX programs on %s after daemon 1 stopped: %v", a.name, progs)
-	for dir, ps := range progs {
-		if n := countName(ps, "net_"+dir); n != 1 {
-			t.Errorf("%s: %d bpfstatd programs attached after daemon 1 stopped, want 1: %v", dir, n, ps)
-		}
-		if !slices.Contains(ps, foreign.tcxIDs[dir]) {
-			t.Errorf("%s: the foreign TCX program %d is gone after daemon 1 stopped: %v", dir, foreign.tcxIDs[dir], ps)
-		}
-	}
+	checkTCX(t, a, foreign, 1, "after daemon 1 stopped")
 	foreign.checkFilters(t, a)
 
 	pingPong(t, a, b, p)
@@ -345,4 +327,20 @@ func countName(ids []ebpf.ProgramID, name string) int {
 		p.Close()
 	}
 	return n
+}
+
+// checkTCX checks that e's TCX programs in each direction include want of
+// bpfstatd's and the foreign one; when says in which state of the test.
+func checkTCX(t *testing.T, e *vethEnd, foreign *foreignPrograms, want int, when string) {
+	t.Helper()
+	progs := e.tcxPrograms(t)
+	t.Logf("TCX programs on %s %s: %v", e.name, when, progs)
+	for dir, ps := range progs {
+		if n := countName(ps, "net_"+dir); n != want {
+			t.Errorf("%s: %d bpfstatd programs attached %s, want %d: %v", dir, n, when, want, ps)
+		}
+		if !slices.Contains(ps, foreign.tcxIDs[dir]) {
+			t.Errorf("%s: the foreign TCX program %d is gone %s: %v", dir, foreign.tcxIDs[dir], when, ps)
+		}
+	}
 }
