@@ -54,12 +54,13 @@ type kernelLedger struct {
 	Emitted    uint64 `json:"emitted"`
 	RingFull   uint64 `json:"ring_full"`
 	SampledOut uint64 `json:"sampled_out"`
+	Pending    uint64 `json:"pending"`
 }
 
 // Unaccounted is what the identity seen = emitted + ring_full +
-// sampled_out misses: 0 for a ring-buffer program once detached.
+// sampled_out + pending misses: 0 for a ring-buffer program once detached.
 func (l kernelLedger) Unaccounted() int64 {
-	return int64(l.Seen) - int64(l.Emitted+l.RingFull+l.SampledOut)
+	return int64(l.Seen) - int64(l.Emitted+l.RingFull+l.SampledOut+l.Pending)
 }
 
 type drop struct {

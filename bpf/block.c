@@ -42,7 +42,7 @@ struct {
 static __always_inline void block_lost(void)
 {
 	ledger_add(PROG_BLOCK, LEDGER_SEEN);
-	ledger_ring_full(PROG_BLOCK, 1);
+	ledger_ring_full(PROG_BLOCK, 1, 1);
 }
 
 /* block_issue counts nothing by itself: it notes when a request went to the

@@ -17,7 +17,9 @@ type Collector interface {
 	Name() string
 	// Attach starts counting.
 	Attach() error
-	// Detach stops counting; what the programs wrote so far stays readable.
+	// Detach stops counting, and submits to the ring buffer what the
+	// programs held back (see [RunFlusher]); what they wrote so far stays
+	// readable.
 	Detach() error
 	// Close detaches and releases everything.
 	Close() error
@@ -38,6 +40,13 @@ type MissCounter interface {
 	// Misses returns the events the kernel did not run the collector's
 	// programs for, since they were loaded.
 	Misses() (uint64, error)
+}
+
+// RunFlusher is a collector whose ring-buffer program holds events back,
+// each CPU in a run that it submits as one record.
+type RunFlusher interface {
+	// FlushRuns submits the runs that CPUs hold open to the ring buffer.
+	FlushRuns() error
 }
 
 // tracing attaches BTF-typed tracepoint programs and detaches them together.

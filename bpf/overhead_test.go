@@ -66,28 +66,32 @@ const (
 // Each variant runs with a reader emptying the ring, because the reader's
 // behaviour shows in the producer's cost:
 //
-//   - by_process: the daemon's reader, ringbuf.Drainer, which hands the
-//     ring's space back once per batch and sleeps between batches;
+//   - by_process: the program as the daemon runs it (a record per run of
+//     identical syscalls) with the daemon's reader, ringbuf.Drainer, which
+//     hands the ring's space back once per batch and sleeps between
+//     batches;
 //   - by_process_cilium_reader: the same program with cilium's
-//     ringbuf.Reader, which hands the space back after every record: each
-//     store to the consumer position moves the cache line that every
-//     reserve and submit in the kernel reads to the reader's CPU and back;
-//   - by_process_default_wakeup: the same program submitting every record
-//     with flags 0, with cilium's reader: the naive stack, in which the
-//     reader catches up often and the kernel then wakes it for the next
-//     record (an IRQ work interrupt and a wakeup);
-//   - by_process_default_wakeup_drainer: flags 0 with the daemon's reader,
-//     which seldom catches up, so flags 0 seldom wake it.
+//     ringbuf.Reader, which hands the space back after every record;
+//   - by_process_each: the same program writing a record per syscall
+//     (BPF_RB_NO_WAKEUP, the forced wakeup past the threshold), with the
+//     daemon's reader: what the runs save;
+//   - by_process_default_wakeup: the same program writing a record per
+//     syscall with flags 0, with cilium's reader: the naive stack, in
+//     which the reader catches up often and the kernel then wakes it for
+//     the next record (an IRQ work interrupt and a wakeup); each store of
+//     that reader to the consumer position also moves the cache line that
+//     every reserve and submit in the kernel reads to the reader's CPU and
+//     back;
+//   - by_process_default_wakeup_drainer: flags 0 on every record with the
+//     daemon's reader, which seldom catches up, so flags 0 seldom wake it.
 //
-// Two more programs, assembled here, split by_process's cost:
+// Two more programs, assembled here, split the costs:
 //
 //   - floor: a program that only returns, which costs what the run-time
 //     statistics add around any program (two clock reads);
 //   - ring_only: one reserve and one submit (BPF_RB_NO_WAKEUP) of a record
-//     of by_process's size, written with zeros, and nothing else.
-//
-// by_process minus ring_only is the program's own work: the ledger,
-// sampling, the task's name and ids.
+//     of by_process's size, written with zeros, and nothing else: the least
+//     a program with a record per event can cost.
 //
 // x-by_process is how many times more a variant costs per event than
 // by_process did in the same run. The benchmark fails if by_process costs
@@ -105,7 +109,12 @@ func BenchmarkSyscallHooks(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.Close() })
-	naive, err := bpf.LoadSyscallsDefaultWakeup(sh)
+	each, err := bpf.LoadSyscallsEach(sh)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { each.Close() })
+	naive, err := bpf.LoadSyscallsNaive(sh)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -114,6 +123,7 @@ func BenchmarkSyscallHooks(b *testing.B) {
 	stats := bpfStatsSwitch(b)
 
 	counts, byProcess := c.Programs()
+	_, byProcessEach := each.Programs()
 	_, byProcessWake := naive.Programs()
 	var ring float64
 	variant := func(name string, prog *ebpf.Program, reader func(testing.TB, *bpf.Shared) func()) float64 {
@@ -132,6 +142,7 @@ func BenchmarkSyscallHooks(b *testing.B) {
 	variant("counts", counts, drainer)
 	ring = variant("by_process", byProcess, drainer)
 	variant("by_process_cilium_reader", byProcess, ciliumReader)
+	variant("by_process_each", byProcessEach, drainer)
 	wake := variant("by_process_default_wakeup", byProcessWake, ciliumReader)
 	variant("by_process_default_wakeup_drainer", byProcessWake, drainer)
 	variant("floor", floorProgram(b), drainer)

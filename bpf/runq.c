@@ -47,7 +47,7 @@ static __always_inline void runq_enqueue(__u32 pid, __u64 flags)
 	err = bpf_map_update_elem(&runq_start, &pid, &now, flags);
 	if (err && err != -EEXIST) {
 		ledger_add(PROG_RUNQ, LEDGER_SEEN);
-		ledger_ring_full(PROG_RUNQ, 1);
+		ledger_ring_full(PROG_RUNQ, 1, 1);
 	}
 }
 

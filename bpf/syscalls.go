@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // Syscalls is the syscalls collector's kernel side: two programs on the raw
@@ -20,11 +21,17 @@ import (
 //	host.syscalls  counter  tag syscall:<name>  (name from [SyscallName])
 //
 // The by-process program ([ProgSyscallProc]) is attached only after
-// [Syscalls.SetByProcess](true). It writes a [SyscallRecord] per syscall to
-// the shared ring buffer, honours the sampling knob and keeps the drop
-// ledger; the daemon counts the records as
+// [Syscalls.SetByProcess](true). It writes [SyscallRecord]s to the shared
+// ring buffer, one per run of identical syscalls on a CPU (same number,
+// thread and name: a thread calling read in a loop makes one record per
+// few ms, not millions), honours the sampling knob and keeps the drop
+// ledger; the daemon counts the records' syscalls as
 //
 //	host.syscalls.by_process  counter  tag comm:<name>  (sampled as |@rate)
+//
+// A CPU submits its open run when a different syscall comes or the jiffy
+// changes; [Syscalls.FlushRuns] submits the runs of CPUs gone quiet, and
+// Detach flushes them all, so that nothing is left in the kernel.
 //
 // The counters are not in the drop ledger: their sum over all numbers is
 // what the counting program saw. A 32-bit (compat) process's syscalls are
@@ -40,6 +47,7 @@ type Syscalls struct {
 	byProcess tracing
 	recording bool // SetByProcess(true)
 	attached  bool
+	cpus      int // possible CPUs
 	keys      []uint32
 	perCPU    []uint64
 }
@@ -48,6 +56,7 @@ var (
 	_ Collector   = (*Syscalls)(nil)
 	_ SampleRater = (*Syscalls)(nil)
 	_ MissCounter = (*Syscalls)(nil)
+	_ RunFlusher  = (*Syscalls)(nil)
 )
 
 // MaxSyscallNr bounds the syscall numbers counted one by one: a number at
@@ -61,20 +70,35 @@ const SyscallRecordSize = HeaderSize + 16 + CommLen
 
 // LoadSyscalls loads the syscalls collector's programs, writing to s's maps.
 func LoadSyscalls(s *Shared) (*Syscalls, error) {
-	return loadSyscallsCollector(s, false)
+	return loadSyscallsCollector(s, recordRuns)
 }
 
-// loadSyscallsCollector loads the programs; with defaultWakeup, the by-process
-// program wakes the reader on every record (for the overhead benchmark).
-func loadSyscallsCollector(s *Shared, defaultWakeup bool) (*Syscalls, error) {
+// recordMode is how the by-process program writes records; it mirrors
+// enum record_mode in syscalls.c. Only the overhead benchmark asks for
+// anything but runs.
+type recordMode uint32
+
+const (
+	recordRuns  recordMode = iota // a record per run of identical syscalls
+	recordEach                    // a record per syscall
+	recordNaive                   // a record per syscall, each with the default wakeup
+)
+
+// loadSyscallsCollector loads the programs with the by-process program
+// writing records as mode says.
+func loadSyscallsCollector(s *Shared, mode recordMode) (*Syscalls, error) {
 	spec, err := loadSyscalls()
 	if err != nil {
 		return nil, err
 	}
-	if err := spec.Variables["default_wakeup"].Set(defaultWakeup); err != nil {
-		return nil, fmt.Errorf("load syscalls collector: set wakeup mode: %w", err)
+	if err := spec.Variables["record_mode"].Set(uint32(mode)); err != nil {
+		return nil, fmt.Errorf("load syscalls collector: set record mode: %w", err)
 	}
-	c := new(Syscalls)
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("load syscalls collector: %w", err)
+	}
+	c := &Syscalls{cpus: cpus}
 	if err := s.load("syscalls", spec, &c.objs); err != nil {
 		return nil, err
 	}
@@ -98,10 +122,26 @@ func (c *Syscalls) Attach() error {
 	return nil
 }
 
-// Detach stops both programs.
+// Detach stops both programs and submits every CPU's open run.
 func (c *Syscalls) Detach() error {
 	c.attached = false
-	return errors.Join(c.byProcess.detach(c.Name()), c.counts.detach(c.Name()))
+	err := errors.Join(c.byProcess.detach(c.Name()), c.counts.detach(c.Name()))
+	return errors.Join(err, c.FlushRuns())
+}
+
+// FlushRuns submits the by-process runs that CPUs hold open to the ring
+// buffer. A CPU submits its run when it enters a different syscall or a
+// jiffy passes, so only a CPU gone quiet holds one for long: call
+// FlushRuns once per interval. A run that the program is changing at that
+// very moment stays open, to go with that CPU's next record or flush.
+func (c *Syscalls) FlushRuns() error {
+	for cpu := range c.cpus {
+		_, err := c.objs.FlushSyscallRun.Run(&ebpf.RunOptions{CPU: uint32(cpu), Flags: unix.BPF_F_TEST_RUN_ON_CPU})
+		if err != nil && !errors.Is(err, unix.ENXIO) { // ENXIO: the CPU is offline
+			return fmt.Errorf("flush syscall runs on cpu %d: %w", cpu, err)
+		}
+	}
+	return nil
 }
 
 // SetByProcess turns the by-process program on or off: at once while the
@@ -164,12 +204,8 @@ func (s *SyscallCounts) Total() uint64 {
 func (c *Syscalls) ReadCounts(into *SyscallCounts) error {
 	const slots = MaxSyscallNr + 1
 	if c.keys == nil {
-		cpus, err := ebpf.PossibleCPU()
-		if err != nil {
-			return fmt.Errorf("read syscall counts: %w", err)
-		}
 		c.keys = make([]uint32, slots)
-		c.perCPU = make([]uint64, slots*cpus)
+		c.perCPU = make([]uint64, slots*c.cpus)
 	}
 	var cursor ebpf.MapBatchCursor
 	n, err := c.objs.SyscallCounts.BatchLookup(&cursor, c.keys, c.perCPU, nil)
@@ -216,33 +252,45 @@ func syscallNames(goarch string) []string {
 	return nil
 }
 
-// SyscallRecord is one syscall entered, with the task that entered it.
-// To keep the program cheap, the kernel reads the clock for one record in
-// 64 of each CPU only: Header.TimeNS is 0 on the others.
+// SyscallRecord is a run of syscalls entered in a row on one CPU, all
+// with the same number, by the same thread under the same name. To keep
+// the program cheap, the kernel reads the clock only for a run that opened
+// in a new jiffy, and for one run in 64 syscalls otherwise: Header.TimeNS
+// is the run's first syscall's time, or 0.
 type SyscallRecord struct {
 	Header
 	Nr   uint32 // syscall number (see [SyscallName])
 	PID  uint32 // thread id
 	TGID uint32 // process id
+	// Count is the syscalls in the run, each standing for Header.Rate.
+	Count uint32
 	// Comm is the calling thread's name, NUL-padded. It is chosen by the
 	// process (prctl PR_SET_NAME): treat it as hostile text.
 	Comm [CommLen]byte
 }
 
+// Events returns the syscalls the record stands for: Count times Rate.
+func (r *SyscallRecord) Events() uint64 { return uint64(r.Count) * uint64(r.Rate) }
+
 // Name returns the thread name up to its first NUL. The slice aliases r.
 func (r *SyscallRecord) Name() []byte { return cstring(r.Comm[:]) }
 
-// Syscall decodes a record of kind syscall into s.
+// Syscall decodes a record of kind syscall into s. A run of no syscalls
+// is malformed.
 func (r *Record) Syscall(s *SyscallRecord) error {
 	if r.size != SyscallRecordSize || r.Kind != KindSyscall {
 		return fmt.Errorf("decode syscall record of kind %d: %w", r.Kind, ErrRecord)
 	}
 	b := r.raw[HeaderSize:]
 	le := binary.LittleEndian
+	if le.Uint32(b[12:]) == 0 {
+		return fmt.Errorf("decode syscall record: a run of 0 syscalls: %w", ErrRecord)
+	}
 	s.Header = r.Header
 	s.Nr = le.Uint32(b)
 	s.PID = le.Uint32(b[4:])
 	s.TGID = le.Uint32(b[8:])
+	s.Count = le.Uint32(b[12:])
 	copy(s.Comm[:], b[16:])
 	return nil
 }

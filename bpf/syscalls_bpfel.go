@@ -8,22 +8,46 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type syscallsSyscallRun struct {
+	_   structs.HostLayout
+	Rec struct {
+		_   structs.HostLayout
+		Hdr struct {
+			_    structs.HostLayout
+			Kind uint32
+			Rate uint32
+			TsNs uint64
+		}
+		Nr    uint32
+		Pid   uint32
+		Tgid  uint32
+		Count uint32
+		Comm  [16]int8
+	}
+	Jiffies uint64
+	Busy    uint32
+	Pad     uint32
+}
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	syscallsMapEvents         = "events"
-	syscallsMapLedger         = "ledger"
-	syscallsMapSyscallCounts  = "syscall_counts"
-	syscallsProgCountSyscall  = "count_syscall"
-	syscallsProgRecordSyscall = "record_syscall"
-	syscallsVarDefaultWakeup  = "default_wakeup"
-	syscallsVarSampleRate     = "sample_rate"
-	syscallsVarWakeupBytes    = "wakeup_bytes"
+	syscallsMapEvents           = "events"
+	syscallsMapLedger           = "ledger"
+	syscallsMapSyscallCounts    = "syscall_counts"
+	syscallsMapSyscallRuns      = "syscall_runs"
+	syscallsProgCountSyscall    = "count_syscall"
+	syscallsProgFlushSyscallRun = "flush_syscall_run"
+	syscallsProgRecordSyscall   = "record_syscall"
+	syscallsVarRecordMode       = "record_mode"
+	syscallsVarSampleRate       = "sample_rate"
+	syscallsVarWakeupBytes      = "wakeup_bytes"
 )
 
 // loadSyscalls returns the embedded CollectionSpec for syscalls.
@@ -68,8 +92,9 @@ type syscallsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type syscallsProgramSpecs struct {
-	CountSyscall  *ebpf.ProgramSpec `ebpf:"count_syscall"`
-	RecordSyscall *ebpf.ProgramSpec `ebpf:"record_syscall"`
+	CountSyscall    *ebpf.ProgramSpec `ebpf:"count_syscall"`
+	FlushSyscallRun *ebpf.ProgramSpec `ebpf:"flush_syscall_run"`
+	RecordSyscall   *ebpf.ProgramSpec `ebpf:"record_syscall"`
 }
 
 // syscallsMapSpecs contains maps before they are loaded into the kernel.
@@ -79,15 +104,16 @@ type syscallsMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	Ledger        *ebpf.MapSpec `ebpf:"ledger"`
 	SyscallCounts *ebpf.MapSpec `ebpf:"syscall_counts"`
+	SyscallRuns   *ebpf.MapSpec `ebpf:"syscall_runs"`
 }
 
 // syscallsVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type syscallsVariableSpecs struct {
-	DefaultWakeup *ebpf.VariableSpec `ebpf:"default_wakeup"`
-	SampleRate    *ebpf.VariableSpec `ebpf:"sample_rate"`
-	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	RecordMode  *ebpf.VariableSpec `ebpf:"record_mode"`
+	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
+	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // syscallsObjects contains all objects after they have been loaded into the kernel.
@@ -113,6 +139,7 @@ type syscallsMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
 	Ledger        *ebpf.Map `ebpf:"ledger"`
 	SyscallCounts *ebpf.Map `ebpf:"syscall_counts"`
+	SyscallRuns   *ebpf.Map `ebpf:"syscall_runs"`
 }
 
 func (m *syscallsMaps) Close() error {
@@ -120,6 +147,7 @@ func (m *syscallsMaps) Close() error {
 		m.Events,
 		m.Ledger,
 		m.SyscallCounts,
+		m.SyscallRuns,
 	)
 }
 
@@ -127,22 +155,24 @@ func (m *syscallsMaps) Close() error {
 //
 // It can be passed to loadSyscallsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type syscallsVariables struct {
-	DefaultWakeup *ebpf.Variable `ebpf:"default_wakeup"`
-	SampleRate    *ebpf.Variable `ebpf:"sample_rate"`
-	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
+	RecordMode  *ebpf.Variable `ebpf:"record_mode"`
+	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
+	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // syscallsPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadSyscallsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type syscallsPrograms struct {
-	CountSyscall  *ebpf.Program `ebpf:"count_syscall"`
-	RecordSyscall *ebpf.Program `ebpf:"record_syscall"`
+	CountSyscall    *ebpf.Program `ebpf:"count_syscall"`
+	FlushSyscallRun *ebpf.Program `ebpf:"flush_syscall_run"`
+	RecordSyscall   *ebpf.Program `ebpf:"record_syscall"`
 }
 
 func (p *syscallsPrograms) Close() error {
 	return _SyscallsClose(
 		p.CountSyscall,
+		p.FlushSyscallRun,
 		p.RecordSyscall,
 	)
 }

@@ -2,11 +2,17 @@ package bpf
 
 import "github.com/cilium/ebpf"
 
-// LoadSyscallsDefaultWakeup loads the syscalls collector with a by-process
-// program that submits every record with the kernel's default wakeup, the
-// naive baseline of the overhead benchmark.
-func LoadSyscallsDefaultWakeup(s *Shared) (*Syscalls, error) {
-	return loadSyscallsCollector(s, true)
+// LoadSyscallsEach loads the syscalls collector with a by-process program
+// that writes a record per syscall, with the daemon's wakeup policy.
+func LoadSyscallsEach(s *Shared) (*Syscalls, error) {
+	return loadSyscallsCollector(s, recordEach)
+}
+
+// LoadSyscallsNaive loads the syscalls collector with a by-process program
+// that writes a record per syscall, each with the kernel's default wakeup:
+// the naive baseline of the overhead benchmark.
+func LoadSyscallsNaive(s *Shared) (*Syscalls, error) {
+	return loadSyscallsCollector(s, recordNaive)
 }
 
 // Programs returns the counting and the by-process programs, for their

@@ -13,8 +13,9 @@ import (
 )
 
 // TestDaemonKernelOverload runs --syscalls-by-process with a thread of a
-// unique name calling getppid in a tight loop, far above what the drain
-// can take, for 20 s (60 s with BPFSTATD_E2E_LONG=1): the daemon keeps
+// unique name calling getppid and getpid in turn in a tight loop (so that
+// each call is a run of its own: a record per call), far above what the
+// drain can take, for 20 s (60 s with BPFSTATD_E2E_LONG=1): the daemon keeps
 // answering, the throttle level rises and falls back after the load, the
 // daemon exits 0 on SIGTERM, and the exporter's total for the thread (each
 // record counting for its sample rate) balances the calls the thread made
@@ -46,8 +47,9 @@ func TestDaemonKernelOverload(t *testing.T) {
 		}
 		var n uint64
 		for !stop.Load() {
-			for range 1000 {
+			for range 500 {
 				unix.Getppid()
+				unix.Getpid()
 			}
 			n += 1000
 			calls.Store(n)
@@ -97,7 +99,7 @@ func TestDaemonKernelOverload(t *testing.T) {
 	}
 	got := f.sum("host_syscalls_by_process", "comm", name)
 	full, sampled := l.count("kernel", "ring_full", "syscall_proc"), l.count("kernel", "sampled_out", "syscall_proc")
-	t.Logf("%s made %d getppid calls in %v (%.2f M/s); throttle peaked at level %d and was back at 0 %v after; "+
+	t.Logf("%s made %d getppid and getpid calls in %v (%.2f M/s); throttle peaked at level %d and was back at 0 %v after; "+
 		"status answered %d times; SIGTERM to exit %v", name, n, load, rate/1e6, maxLevel, fellAfter.Round(time.Millisecond),
 		answered, took.Round(time.Millisecond))
 	t.Logf("status latency p50 %v p99 %v max %v", time.Duration(s.Latency.P50), time.Duration(s.Latency.P99), time.Duration(s.Latency.Max))

@@ -34,12 +34,20 @@ struct {
 	__type(value, __u64);
 } ledger SEC(".maps");
 
+/* ledger_slot returns this CPU's count in a program's slot (NULL if the
+ * slot is missing, which cannot happen). */
+static __always_inline __u64 *ledger_slot(__u32 prog, __u32 slot)
+{
+	__u32 key = prog * LEDGER_SLOTS + slot;
+
+	return bpf_map_lookup_elem(&ledger, &key);
+}
+
 /* ledger_addn adds n to a program's slot and returns the new per-CPU
  * count (0 if the slot is missing, which cannot happen). */
 static __always_inline __u64 ledger_addn(__u32 prog, __u32 slot, __u64 n)
 {
-	__u32 key = prog * LEDGER_SLOTS + slot;
-	__u64 *v = bpf_map_lookup_elem(&ledger, &key);
+	__u64 *v = ledger_slot(prog, slot);
 
 	if (!v)
 		return 0;
@@ -54,12 +62,20 @@ static __always_inline __u64 ledger_add(__u32 prog, __u32 slot)
 	return ledger_addn(prog, slot, 1);
 }
 
-/* ledger_ring_full counts a record lost to a full ring, taken at sample
- * rate: once as a record and rate times as events. */
-static __always_inline void ledger_ring_full(__u32 prog, __u32 rate)
+/* ledger_ring_full counts n kept events lost to a full ring, taken at
+ * sample rate: n times as kept events and n * rate times as the events
+ * they stood for. */
+static __always_inline void ledger_ring_full(__u32 prog, __u32 rate, __u64 n)
 {
-	ledger_add(prog, LEDGER_RING_FULL);
-	ledger_addn(prog, LEDGER_RING_FULL_EVENTS, rate > 1 ? rate : 1);
+	ledger_addn(prog, LEDGER_RING_FULL, n);
+	ledger_addn(prog, LEDGER_RING_FULL_EVENTS, rate > 1 ? n * rate : n);
+}
+
+/* ledger_emitted counts a record submitted for n kept events. */
+static __always_inline void ledger_emitted(__u32 prog, __u64 n)
+{
+	ledger_addn(prog, LEDGER_EMITTED, n);
+	ledger_add(prog, LEDGER_RECORDS);
 }
 
 /* record_reserve counts an event for prog and, unless sampling skips it or
@@ -79,7 +95,7 @@ static __always_inline void *reserve_record(__u32 prog, __u32 kind, __u64 size)
 	}
 	h = bpf_ringbuf_reserve(&events, size, 0);
 	if (!h) {
-		ledger_ring_full(prog, rate);
+		ledger_ring_full(prog, rate, 1);
 		return NULL;
 	}
 	h->kind = kind;
@@ -95,7 +111,7 @@ static __always_inline void record_submit(__u32 prog, void *r)
 			      : BPF_RB_NO_WAKEUP;
 
 	bpf_ringbuf_submit(r, flags);
-	ledger_add(prog, LEDGER_EMITTED);
+	ledger_emitted(prog, 1);
 }
 
 #endif /* BPFSTATD_COMMON_H */

@@ -40,17 +40,27 @@ enum prog_id {
 	PROG_MAX = 16,
 };
 
-/* Slots of each program's per-CPU drop ledger: for ring-buffer programs,
- * seen = emitted + ring_full + sampled_out holds exactly.
- * ring_full_events weighs each record lost to a full ring by the sample
- * rate it was taken at: the events it stood for. */
+/* Slots of each program's per-CPU drop ledger. For ring-buffer programs
+ *	seen = emitted + ring_full + sampled_out + pending
+ * holds exactly, each term counting events kept or skipped:
+ *  - emitted: events in records submitted to the ring;
+ *  - ring_full: events in records lost because the ring had no room;
+ *  - sampled_out: events skipped by sampling;
+ *  - pending: events in a run the CPU has not submitted yet (only the
+ *    by-process syscall program writes runs: one record for a row of
+ *    identical events; it is a gauge, zero once the run is submitted).
+ * records counts records submitted (emitted weighs each by its events);
+ * ring_full_events weighs each event lost to a full ring by the sample rate
+ * it was taken at: the events it stood for. */
 enum ledger_slot {
 	LEDGER_SEEN = 0,
 	LEDGER_EMITTED = 1,
 	LEDGER_RING_FULL = 2,
 	LEDGER_SAMPLED_OUT = 3,
 	LEDGER_RING_FULL_EVENTS = 4,
-	LEDGER_SLOTS = 5,
+	LEDGER_RECORDS = 5,
+	LEDGER_PENDING = 6,
+	LEDGER_SLOTS = 7,
 };
 
 /* The first 16 bytes of every ring-buffer record. */

@@ -14,13 +14,15 @@
 #define SYSCALL_NR_MAX 512
 #define SYSCALL_SLOTS (SYSCALL_NR_MAX + 1)
 
-/* syscall: one syscall entered, by the task named comm. */
+/* syscall: a run of count syscalls entered in a row on one CPU, all with
+ * the same number, by the same thread, named comm. hdr.ts_ns is the
+ * first one's time, or 0 (see syscalls.c). */
 struct syscall_record {
 	struct record_header hdr;
-	__u32 nr;   /* syscall number, truncated to 32 bits */
-	__u32 pid;  /* thread id */
-	__u32 tgid; /* process id */
-	__u32 pad;
+	__u32 nr;    /* syscall number, truncated to 32 bits */
+	__u32 pid;   /* thread id */
+	__u32 tgid;  /* process id */
+	__u32 count; /* syscalls in the run, each standing for hdr.rate */
 	char comm[TASK_COMM_LEN];
 };
 

@@ -59,15 +59,17 @@ type Latency struct {
 }
 
 // Ledger is one kernel program's count of events, cumulative since start.
-// For a ring-buffer program Seen == Emitted + RingFull + SampledOut, exactly
-// once the program is detached; a read while it runs may catch events
-// between their counts.
+// For a ring-buffer program Seen == Emitted + RingFull + SampledOut +
+// Pending, exactly once the program is detached; a read while it runs may
+// catch events between their counts.
 type Ledger struct {
 	Program    string `json:"program"`
 	Seen       uint64 `json:"seen"`
 	Emitted    uint64 `json:"emitted"`
 	RingFull   uint64 `json:"ring_full"`
 	SampledOut uint64 `json:"sampled_out"`
+	Pending    uint64 `json:"pending"` // events in runs not submitted yet
+	Records    uint64 `json:"records"` // records submitted to the ring
 }
 
 // Drop is one line of the drop ledger.

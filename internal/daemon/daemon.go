@@ -163,6 +163,14 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 			continue
 		case <-tick.C:
 		}
+		// Runs that quiet CPUs hold go out with the next interval.
+		for _, s := range srcs {
+			if f, ok := s.collector().(bpf.RunFlusher); ok {
+				if err := f.FlushRuns(); err != nil {
+					log.Warn("flush kernel runs", "err", err)
+				}
+			}
+		}
 		flush(false)
 	}
 	// Stop intake, read everything the kernel queued, ship it, and wait

@@ -95,7 +95,7 @@ type interval struct {
 	shipped  shipper.Counts
 	drain    ringbuf.DrainStats
 	linesOut uint64 // lines lost in user space since start
-	// written counts the records the programs tried to write in the
+	// written counts the events the programs tried to write in the
 	// interval (emitted + ring_full), against which ring_full is a loss.
 	written uint64
 	// misses counts, per source, the events its programs were not run for,
@@ -300,7 +300,7 @@ func unread(ledgers []bpf.Ledger, drain ringbuf.DrainStats) uint64 {
 	var emitted uint64
 	for i, l := range ledgers {
 		if bpf.Program(i).WritesRecords() {
-			emitted += l.Emitted
+			emitted += l.Records
 		}
 	}
 	if read := drain.Records + drain.DecodeErrors; emitted > read {

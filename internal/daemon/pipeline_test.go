@@ -48,12 +48,14 @@ func (fakeKernel) Fill() float64                  { return 0 }
 
 // syscallRecord returns a decoded syscall record of a thread named comm,
 // taken at sampling rate.
-func syscallRecord(tb testing.TB, comm string, rate uint32) bpf.Record {
+// syscallRecord returns a run of count syscalls by comm, taken at rate.
+func syscallRecord(tb testing.TB, comm string, rate, count uint32) bpf.Record {
 	tb.Helper()
 	b := make([]byte, bpf.SyscallRecordSize)
 	binary.LittleEndian.PutUint32(b, uint32(bpf.KindSyscall))
 	binary.LittleEndian.PutUint32(b[4:], rate)
 	binary.LittleEndian.PutUint32(b[bpf.HeaderSize:], 39) // getpid
+	binary.LittleEndian.PutUint32(b[bpf.HeaderSize+12:], count)
 	copy(b[bpf.HeaderSize+16:], comm)
 	var r bpf.Record
 	if err := bpf.DecodeRecord(b, &r); err != nil {
@@ -111,10 +113,10 @@ func TestPipelineFinalFlushShipsShed(t *testing.T) {
 		for interval := range 5 {
 			var batch []bpf.Record
 			for i, c := range comms {
-				r := syscallRecord(t, c, uint32(1+i%4))
+				r := syscallRecord(t, c, uint32(1+i%4), uint32(1+i%3))
 				for range interval + 1 {
 					batch = append(batch, r)
-					want[c] += int64(r.Rate)
+					want[c] += int64(r.Rate) * int64(1+i%3)
 				}
 			}
 			for i := range batch {
@@ -143,10 +145,10 @@ func TestPipelineFinalFlushShipsShed(t *testing.T) {
 func TestPipelineEvictExact(t *testing.T) {
 	var out bytes.Buffer
 	p := newTestPipeline(t, &out)
-	steady := syscallRecord(t, "steady", 2)
+	steady := syscallRecord(t, "steady", 2, 1)
 	want := map[string]int64{}
 	burst := func(comm string) {
-		r := syscallRecord(t, comm, 1)
+		r := syscallRecord(t, comm, 1, 1)
 		for range 500 {
 			p.add(&r)
 		}
@@ -187,12 +189,14 @@ func TestPipelineSelfDrops(t *testing.T) {
 	var out bytes.Buffer
 	p := newTestPipeline(t, &out)
 	fake := p.srcs[0].collector().(*fakeCollector)
-	// The exec program wrote 20 records; the drain read 15 and 2 bad ones.
-	// The counting program's emitted (100) writes no record.
+	// The exec program wrote 20 records and the by-process program 500
+	// events in 4 runs; the drain read 19 and 2 bad ones. The counting
+	// program's emitted (100) writes no record.
 	ledgers := make(ledgerOf, bpf.ProgSyscalls+1)
-	ledgers[bpf.ProgExec] = bpf.Ledger{Seen: 23, Emitted: 20, RingFull: 3, RingFullEvents: 12}
+	ledgers[bpf.ProgExec] = bpf.Ledger{Seen: 23, Emitted: 20, Records: 20, RingFull: 3, RingFullEvents: 12}
+	ledgers[bpf.ProgSyscallProc] = bpf.Ledger{Seen: 500, Emitted: 500, Records: 4}
 	ledgers[bpf.ProgSyscalls] = bpf.Ledger{Seen: 100, Emitted: 100}
-	k := fakeKernel{drain: ringbuf.DrainStats{Dropped: 7, Records: 15, DecodeErrors: 2}}
+	k := fakeKernel{drain: ringbuf.DrainStats{Dropped: 7, Records: 19, DecodeErrors: 2}}
 
 	fake.misses = 4
 	iv, err := p.flush(ledgers, k, 0, false)
@@ -265,7 +269,7 @@ func benchRecords(tb testing.TB) []bpf.Record {
 	comms := []string{"bsload", "kworker/0:1", "systemd-journal", "go", "sshd", "containerd-shim", "bash", "node"}
 	recs := make([]bpf.Record, ringbuf.DrainBatch)
 	for i := range recs {
-		recs[i] = syscallRecord(tb, comms[i%len(comms)], 1)
+		recs[i] = syscallRecord(tb, comms[i%len(comms)], 1, 1)
 	}
 	return recs
 }

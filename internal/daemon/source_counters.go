@@ -117,7 +117,7 @@ const syscallCommSlots = 1024
 
 func (s *syscallSource) record(r *bpf.Record, agg *shipper.Aggregator) {
 	if r.Syscall(&s.rec) == nil {
-		agg.Add(s.byComm.Key(&s.rec.Comm), int64(s.rec.Rate))
+		agg.Add(s.byComm.Key(&s.rec.Comm), int64(s.rec.Events()))
 	}
 }
 

@@ -97,7 +97,8 @@ func (s *status) snapshot() admin.Snapshot {
 		for _, p := range src.programs() {
 			l := ledgerAt(s.iv.ledgers, p)
 			cs.Events += l.Seen
-			snap.Ledgers = append(snap.Ledgers, admin.Ledger{Program: p.String(), Seen: l.Seen, Emitted: l.Emitted, RingFull: l.RingFull, SampledOut: l.SampledOut})
+			snap.Ledgers = append(snap.Ledgers, admin.Ledger{Program: p.String(), Seen: l.Seen, Emitted: l.Emitted, RingFull: l.RingFull,
+				SampledOut: l.SampledOut, Pending: l.Pending, Records: l.Records})
 			snap.Drops = append(snap.Drops,
 				admin.Drop{Stage: "kernel", Reason: "ring_full", Source: p.String(), Count: l.RingFull},
 				// The events the lost records stood for: ring_full times
