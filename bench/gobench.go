@@ -283,6 +283,7 @@ var Peers = []Peer{
 	{"hand-off, batches of 64", "ringbuf", "Handoff/ring/batch64", "Handoff/chan/batch64", "ns/op", false, "per batch of 64 items"},
 	{"many producers → one consumer", "ringbuf", "MPSC/lanes/batch64", "MPSC/chan/single", "ns/op", false, "Lanes (batch 64) vs one shared channel"},
 	{"many producers, locked ring", "ringbuf", "MPSC/mutex/batch64", "MPSC/chan/single", "ns/op", false, "mutex-shared Ring vs channel"},
+	{"lanes, 2 producers against 1", "ringbuf", "MPSC/lanes/batch64", "MPSC/lanes/batch64" + oneCPU, "ns/op", false, "Lanes (batch 64) with -cpu 2 vs -cpu 1, per item: the issue's target is ≥ 1.6×"},
 	{"drain a kernel-ring backlog", "ringbuf", "Drain/backlog", "Drain/backlog-readinto", "records/s", true, "Drainer+Ring vs cilium Reader.ReadInto"},
 	{"drain a kernel-ring backlog", "bench", "DrainPlain/bpfstatd", "DrainPlain/cilium-read", "records/s", true, "Drainer vs cilium Reader.Read (allocating), bench/"},
 	{"drain a kernel-ring backlog", "bench", "DrainPlain/cilium-readinto", "DrainPlain/cilium-read", "records/s", true, "cilium ReadInto vs Read, bench/"},

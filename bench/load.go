@@ -25,16 +25,18 @@ var loadComm = "bsload-" + strconv.Itoa(os.Getpid())
 
 // A loadResult counts the syscalls the generator made on its thread.
 type loadResult struct {
-	Getppid, Sleeps uint64 // getppid calls, nanosleep calls (pacing)
-	Elapsed         time.Duration
+	Calls, Sleeps uint64 // getppid and getpid calls, nanosleep calls (pacing)
+	Elapsed       time.Duration
 }
 
 // Syscalls is every syscall the thread made in its loop.
-func (r loadResult) Syscalls() uint64 { return r.Getppid + r.Sleeps }
+func (r loadResult) Syscalls() uint64 { return r.Calls + r.Sleeps }
 
-// runLoad calls getppid on a thread of its own, named loadComm, at rate
-// calls a second (0: as fast as it can) for dur, pacing with nanosleep in
-// slices of about 1 ms. The thread exits afterwards (the goroutine ends
+// runLoad calls getppid and getpid in turn on a thread of its own, named
+// loadComm, at rate calls a second (0: as fast as it can) for dur, pacing
+// with nanosleep in slices of about 1 ms. No call repeats the one before
+// it, so the by-process program writes a record for each (its costliest
+// case: a run of one). The thread exits afterwards (the goroutine ends
 // locked), so no other goroutine ever runs under the name.
 //
 // With threads > 1, that many threads share the rate.
@@ -51,7 +53,7 @@ func runLoadAs(comm string, rate float64, dur time.Duration, threads int) loadRe
 	var sum loadResult
 	for range threads {
 		r := <-out
-		sum.Getppid += r.Getppid
+		sum.Calls += r.Calls
 		sum.Sleeps += r.Sleeps
 		sum.Elapsed = max(sum.Elapsed, r.Elapsed)
 	}
@@ -67,10 +69,11 @@ func loadThread(comm string, rate float64, dur time.Duration, out chan<- loadRes
 		start := time.Now()
 		if rate <= 0 {
 			for time.Since(start) < dur {
-				for range 4096 {
+				for range 2048 {
 					unix.Getppid()
+					unix.Getpid()
 				}
-				r.Getppid += 4096
+				r.Calls += 4096
 			}
 		} else {
 			const chunk = 1024
@@ -80,7 +83,7 @@ func loadThread(comm string, rate float64, dur time.Duration, out chan<- loadRes
 				if el >= dur {
 					break
 				}
-				due := uint64(rate*el.Seconds()) - r.Getppid
+				due := uint64(rate*el.Seconds()) - r.Calls
 				if due == 0 || int64(due) < 0 {
 					// Raw: no scheduler hand-off, whose futex calls
 					// would add syscalls the generator cannot count.
@@ -88,11 +91,12 @@ func loadThread(comm string, rate float64, dur time.Duration, out chan<- loadRes
 					r.Sleeps++
 					continue
 				}
-				due = min(due, chunk)
-				for range due {
+				due = min(due, chunk) + 1
+				for range due / 2 {
 					unix.Getppid()
+					unix.Getpid()
 				}
-				r.Getppid += due
+				r.Calls += due / 2 * 2
 			}
 		}
 		r.Elapsed = time.Since(start)

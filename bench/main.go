@@ -137,6 +137,19 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
+		// The lanes again with one producer, for their scaling to two.
+		one, failed := goBenchRun(rootAbs, "-bench", "^BenchmarkMPSC$/^lanes$/^batch64$", "-cpu", "1", "-benchmem",
+			"-benchtime", *benchtime, "-count", strconv.Itoa(*count), "./ringbuf/")
+		r.Raw = append(r.Raw, one...)
+		r.Failures = append(r.Failures, failed...)
+		oneSamples, err := ParseBench(bytes.NewReader(one))
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, s := range oneSamples {
+			s.Name += oneCPU
+			samples = append(samples, s)
+		}
 		r.Stats = Summarize(samples)
 		_ = os.WriteFile(filepath.Join(*pngDir, "bench-raw.txt"), r.Raw, 0o644)
 		r.ShipProfile = goProfile(filepath.Join(rootAbs, "e2e"), work, "Ship/bpfstatd", "50x")
@@ -204,13 +217,21 @@ func goProfile(dir, work, bench, benchtime string) string {
 	return strings.Join(keep, "\n")
 }
 
+// oneCPU ends the names of benchmarks run with -cpu 1.
+const oneCPU = " -cpu 1"
+
 // goBench runs every benchmark of the module in dir, printing the output
 // as it comes, and returns it with the names of failed packages.
 func goBench(dir string, count int, benchtime string) ([]byte, []string) {
 	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
 		return nil, nil
 	}
-	args := []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "-benchtime", benchtime, "-count", strconv.Itoa(count), "-timeout", "30m", "./..."}
+	return goBenchRun(dir, "-bench", ".", "-benchmem", "-benchtime", benchtime, "-count", strconv.Itoa(count), "./...")
+}
+
+// goBenchRun runs go test -run '^$' with flags in dir, as goBench does.
+func goBenchRun(dir string, flags ...string) ([]byte, []string) {
+	args := append([]string{"test", "-run", "^$", "-timeout", "30m"}, flags...)
 	log.Printf("%s: go %s", dir, strings.Join(args, " "))
 	cmd := exec.Command(goCmd(), args...)
 	cmd.Dir = dir
@@ -443,7 +464,7 @@ func (r *report) endToEnd(w func(string, ...any)) {
 		w("Not run.\n\n")
 		return
 	}
-	w("A fresh daemon per rate: `bpfstatd --syscalls-by-process --output udp://127.0.0.1:PORT --flush-interval %s` (every collector on, defaults otherwise: a 4 MiB ring (the default with --syscalls-by-process), 10 ms poll), shipping to a UDP receiver in the generator that parses every line. The load is threads named `%s` (prctl PR_SET_NAME) calling `getppid`, one thread below 600 k/s and two above (one thread with the probe tops out below 1 M/s here), paced with raw `nanosleep` in ~1 ms slices (\"max\": unpaced). *generated* counts every syscall those threads made (getppid + nanosleep); *received* is the sum of `host.syscalls.by_process` for `comm:%s` that reached the receiver, including the last interval the daemon ships when stopped with SIGTERM after the load. Under kernel sampling the daemon scales counts by the sampling rate, so received is then an estimate. *Unaccounted* is missing minus the ledger's ring_full and user-space drops over the run (ring_full counts every comm, so it can only excuse, not prove, a loss). Daemon CPU is utime+stime from /proc/PID/stat over the load less its first 2 s; RSS is the largest VmRSS sampled every 250 ms; heap and latency (event-to-send, one event in 100 sampled, the last 1024 samples) come from `--status --json` at the end of the load, which is also polled once a second for the throttle level. Everything else on the host that makes syscalls also goes through the by-process ring, and other work may run on the machine: *daemon saw* is every syscall event the daemon counted during the load, *background* the rate just before it. The BPF programs' own cost is charged to the generator threads, not to the daemon (see the kernel table). The health monitor raises the throttle level under pressure: level L keeps 1 kernel event in 2^L, stretches the flush interval to 2^L × %s and ships low-priority series (by_process is one) every 2^L intervals.\n\n",
+	w("A fresh daemon per rate: `bpfstatd --syscalls-by-process --output udp://127.0.0.1:PORT --flush-interval %s` (every collector on, defaults otherwise: a 4 MiB ring (the default with --syscalls-by-process), 10 ms poll), shipping to a UDP receiver in the generator that parses every line. The load is threads named `%s` (prctl PR_SET_NAME) calling `getppid` and `getpid` in turn, so that no syscall repeats the one before and the by-process program writes a record for every one (its costliest case; a loop of one syscall would make a record per jiffy), one thread below 600 k/s and two above (one thread with the probe tops out below 1 M/s here), paced with raw `nanosleep` in ~1 ms slices (\"max\": unpaced). *generated* counts every syscall those threads made (getppid + getpid + nanosleep); *received* is the sum of `host.syscalls.by_process` for `comm:%s` that reached the receiver, including the last interval the daemon ships when stopped with SIGTERM after the load. Under kernel sampling the daemon scales counts by the sampling rate, so received is then an estimate. *Unaccounted* is missing minus the ledger's ring_full and user-space drops over the run (ring_full counts every comm, so it can only excuse, not prove, a loss). Daemon CPU is utime+stime from /proc/PID/stat over the load less its first 2 s; RSS is the largest VmRSS sampled every 250 ms; heap and latency (event-to-send, one event in 100 sampled, the last 1024 samples) come from `--status --json` at the end of the load, which is also polled once a second for the throttle level. Everything else on the host that makes syscalls also goes through the by-process ring, and other work may run on the machine: *daemon saw* is every syscall event the daemon counted during the load, *background* the rate just before it. The BPF programs' own cost is charged to the generator threads, not to the daemon (see the kernel table). The health monitor raises the throttle level under pressure: level L keeps 1 kernel event in 2^L, stretches the flush interval to 2^L × %s and ships low-priority series (by_process is one) every 2^L intervals.\n\n",
 		r.Flush, r.loadComm(), r.loadComm(), r.Flush)
 	w("%s\n", e2eTable(r.Points).Markdown())
 	for _, f := range r.Plots {

@@ -214,7 +214,7 @@ func sampleSoak(d *daemon, exp *exporter, c *commCounter, at time.Duration, load
 func csvHead(s *soakSample) string {
 	h := []string{"elapsed_s", "load", "rss_mb", "heap_mb", "goroutines", "throttle_level", "user_drops", "sent", "received", "unaccounted"}
 	for _, l := range s.Ledgers {
-		for _, f := range []string{"seen", "emitted", "ring_full", "sampled_out", "unaccounted"} {
+		for _, f := range []string{"seen", "emitted", "ring_full", "sampled_out", "pending", "unaccounted"} {
 			h = append(h, l.Program+"_"+f)
 		}
 	}
@@ -228,7 +228,7 @@ func csvRow(s *soakSample) string {
 		strconv.Itoa(s.Goroutines), strconv.Itoa(s.Level), u(s.UserDrops), u(s.Kernel),
 		strconv.FormatFloat(s.Received, 'f', 0, 64), strconv.FormatInt(s.unaccounted(), 10)}
 	for _, l := range s.Ledgers {
-		row = append(row, u(l.Seen), u(l.Emitted), u(l.RingFull), u(l.SampledOut), strconv.FormatInt(l.Unaccounted(), 10))
+		row = append(row, u(l.Seen), u(l.Emitted), u(l.RingFull), u(l.SampledOut), u(l.Pending), strconv.FormatInt(l.Unaccounted(), 10))
 	}
 	return strings.Join(row, ",")
 }
