@@ -4,7 +4,8 @@
 /*
  * syscalls: every syscall entered on the host, from the raw sys_enter
  * tracepoint (BTF-typed, no tracefs): counted per CPU by number, and, when
- * asked for, a ring-buffer record per syscall naming the task that made it.
+ * asked for, a ring-buffer record per run of identical syscalls naming the
+ * task that made them.
  */
 #include "common.h"
 #include "kernel_syscalls.h"

@@ -73,8 +73,9 @@ func usagef(format string, args ...any) error {
 var errHelp = errors.New("help requested")
 
 // ByProcessRingSize is the ring size when --syscalls-by-process is on and
-// --ring-size is not given: a record per syscall fills a small ring between
-// two reads. At 1 M syscalls a second 4 MiB holds about 75 ms of records,
+// --ring-size is not given: at worst (no syscall repeating the one before
+// on its CPU) a record per syscall fills a small ring between two reads.
+// At 1 M such syscalls a second 4 MiB holds about 75 ms of records,
 // 7 times the default poll. The ring is mapped into the daemon whole, twice
 // over for its data, so it adds twice its size to the daemon's RSS.
 const ByProcessRingSize = 4 << 20
@@ -94,7 +95,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
 	fs.StringSliceVar(&cfg.Collectors, "collectors", strings.Split(defaultCollectors, ","), "collectors to run: "+strings.Join(collectorNames, ", "))
-	fs.BoolVar(&cfg.SyscallsByProcess, "syscalls-by-process", false, "also count syscalls by process name (a ring record per syscall: the busiest path)")
+	fs.BoolVar(&cfg.SyscallsByProcess, "syscalls-by-process", false, "also count syscalls by process name (a ring record per run of identical syscalls: the busiest path)")
 	fs.StringSliceVar(&cfg.Interfaces, "interfaces", nil, "network interfaces to count, as name patterns such as eth* (default: all)")
 	fs.StringSliceVar(&cfg.ExcludeInterfaces, "exclude-interfaces", nil, "network interfaces not to count, as name patterns")
 	fs.StringVar(&output, "output", "stdout", "where metrics go: stdout, udp://HOST:PORT or unix:///PATH (a unixgram socket)")

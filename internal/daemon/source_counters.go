@@ -106,7 +106,7 @@ func (s *syscallSource) register(r *registrar) {
 		s.names[nr] = []byte(bpf.SyscallName(nr))
 	}
 	s.names[bpf.MaxSyscallNr] = []byte("out_of_range")
-	// One record per syscall: look its comm up by the kernel's 16 bytes,
+	// Up to a record per syscall: look its comm up by the kernel's 16 bytes,
 	// not by hashing the name. The cache drops what eviction invalidates.
 	s.byComm = shipper.NewKeyCache(s.byProcess, syscallCommSlots)
 }
