@@ -169,6 +169,16 @@ func TestSyscallsByProcess(t *testing.T) {
 	if err := c.SetByProcess(false); err != nil {
 		t.Fatal(err)
 	}
+	// Every CPU the program ran on holds its last run open, until flushed.
+	if l, err := sh.Ledger(bpf.ProgSyscallProc); err != nil || l.Pending == 0 || !l.Balanced() {
+		t.Errorf("ledger %+v (%v) with the program detached: want runs pending, balanced", l, err)
+	}
+	if err := c.FlushRuns(); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := sh.Ledger(bpf.ProgSyscallProc); err != nil || l.Pending != 0 {
+		t.Errorf("ledger %+v (%v) after FlushRuns: want no run pending", l, err)
+	}
 	if err := c.Detach(); err != nil {
 		t.Fatal(err)
 	}
