@@ -270,6 +270,40 @@ func TestSyscallsByProcessSampled(t *testing.T) {
 	}
 }
 
+// TestSyscallsByProcessRingFull fills a one-page ring with no reader:
+// runs that find no room are counted with their events, and the ledger
+// balances exactly with the records the ring kept, drained afterwards.
+func TestSyscallsByProcessRingFull(t *testing.T) {
+	sh, c := loadSyscalls(t, bpf.RingOptions{Size: uint32(os.Getpagesize())})
+	if err := c.SetByProcess(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Attach(); err != nil {
+		t.Fatal(err)
+	}
+	// A record per call: no call repeats the one before.
+	onNamedThread(t, uniqueThreadName(), func() error {
+		for range 2000 {
+			unix.Getppid()
+			unix.Getpid()
+		}
+		return nil
+	})
+	if err := c.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	stats := drainAll(t, sh, func(*bpf.Record) {})()
+	l, err := sh.Ledger(bpf.ProgSyscallProc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ledger %+v; drained %+v", l, stats)
+	if !l.Balanced() || l.RingFull < 4000-uint64(os.Getpagesize()/bpf.SyscallRecordSize) || l.RingFullEvents != l.RingFull ||
+		l.Pending != 0 || l.Records != stats.Records || stats.DecodeErrors != 0 {
+		t.Errorf("ledger %+v, drained %+v: want balanced, most calls lost to the full ring, every record kept drained", l, stats)
+	}
+}
+
 func TestSyscallName(t *testing.T) {
 	for nr, want := range map[uint32]string{
 		unix.SYS_READ:    "read",
