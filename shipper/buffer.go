@@ -8,16 +8,21 @@ type buffer struct {
 	pool *bufPool
 }
 
-// bufPool hands out buffers with room for one datagram and a line more. It
-// refuses to keep buffers that grew far past that, so one huge line cannot
-// pin memory.
+// slack is the room a pooled buffer has past the payload limit: for a line
+// appended before the packer finds it does not fit (see Packer.spill), and
+// for the whole blocks counter copies, which may run past a line's end.
+const slack = 512
+
+// bufPool hands out buffers with room for one datagram and slack bytes
+// more. It refuses to keep buffers that grew far past that, so one huge
+// line cannot pin memory.
 type bufPool struct {
 	size int
 	p    sync.Pool
 }
 
 func newBufPool(limit int) *bufPool {
-	bp := &bufPool{size: limit + 512}
+	bp := &bufPool{size: limit + slack}
 	bp.p.New = func() any { return &buffer{b: make([]byte, 0, bp.size), pool: bp} }
 	return bp
 }

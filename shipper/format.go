@@ -12,40 +12,46 @@ const digits2 = "0001020304050607080910111213141516171819" +
 	"6061626364656667686970717273747576777879" +
 	"8081828384858687888990919293949596979899"
 
-// appendInt appends v in decimal, like strconv.AppendInt but writing into
-// dst in place, which is faster for the short numbers of metric lines.
+// appendInt appends v in decimal, like strconv.AppendInt but writing the
+// digits in place, which is faster for the short numbers of metric lines.
 func appendInt(dst []byte, v int64) []byte {
-	u := uint64(v)
-	if v < 0 {
-		dst = append(dst, '-')
-		u = -u
-	}
-	return appendUint(dst, u)
-}
-
-func appendUint(dst []byte, u uint64) []byte {
-	n := decimalLen(u)
-	l := len(dst)
+	l, n := len(dst), intLen(v)
 	if cap(dst)-l < n {
 		dst = append(dst, make([]byte, n)...)
 	} else {
 		dst = dst[:l+n]
 	}
-	i := l + n
-	for u >= 100 {
-		q := u / 100
-		r := (u - q*100) * 2
-		i -= 2
-		dst[i], dst[i+1] = digits2[r], digits2[r+1]
-		u = q
-	}
-	if u >= 10 {
-		r := u * 2
-		dst[i-2], dst[i-1] = digits2[r], digits2[r+1]
-	} else {
-		dst[i-1] = byte('0' + u)
-	}
+	putInt(dst[l:], v)
 	return dst
+}
+
+// maxIntLen is the longest an int64 is in decimal: "-9223372036854775808".
+const maxIntLen = 20
+
+// intLen returns the length of v in decimal, with its sign.
+func intLen(v int64) int {
+	if v < 0 {
+		return 1 + decimalLen(-uint64(v))
+	}
+	return decimalLen(uint64(v))
+}
+
+// putInt writes v in decimal to b, which is exactly [intLen](v) bytes long,
+// two digits at a time from the last.
+func putInt(b []byte, v int64) {
+	u, i := uint64(v), len(b)
+	if v < 0 {
+		b[0] = '-'
+		u = -u
+	}
+	for ; u >= 10; i -= 2 {
+		r := u % 100 * 2
+		b[i-2], b[i-1] = digits2[r], digits2[r+1]
+		u /= 100
+	}
+	if u > 0 || v == 0 {
+		b[i-1] = byte('0' + u)
+	}
 }
 
 // decimalLen returns the number of decimal digits of u.

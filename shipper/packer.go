@@ -49,7 +49,11 @@ type Packer struct {
 	limit int
 	sink  Sink
 	pool  *bufPool
-	open  [numPriorities]*buffer
+	// The open datagram of class c is open[c][:fill[c]], in the pooled
+	// buffer bufs[c]; open[c] is limit bytes long, or nil if none is open.
+	open  [numPriorities][]byte
+	fill  [numPriorities]int
+	bufs  [numPriorities]*buffer
 	lines [numPriorities]int
 	gen   uint64
 	stats PackerStats
@@ -87,12 +91,12 @@ func (p *Packer) Stats() PackerStats { return p.stats }
 func (p *Packer) Flush() {
 	last := -1
 	for c := numPriorities - 1; c >= 0; c-- {
-		if p.open[c] != nil && len(p.open[c].b) > 0 {
+		if p.fill[c] > 0 {
 			last = c
 		}
 	}
 	for c := numPriorities - 1; c >= 0; c-- {
-		if p.open[c] != nil && len(p.open[c].b) > 0 {
+		if p.fill[c] > 0 {
 			p.ship(c, c == last)
 		}
 	}
@@ -101,8 +105,9 @@ func (p *Packer) Flush() {
 
 // ship hands the open datagram of class c to the sink.
 func (p *Packer) ship(c int, last bool) {
-	b := p.open[c]
-	p.open[c] = nil
+	b := p.bufs[c]
+	b.b = p.open[c][:p.fill[c]]
+	p.bufs[c], p.open[c], p.fill[c] = nil, nil, 0
 	p.stats.Datagrams++
 	p.stats.Lines += uint64(p.lines[c])
 	p.stats.Bytes += uint64(len(b.b))
@@ -113,15 +118,42 @@ func (p *Packer) ship(c int, last bool) {
 
 // begin returns the open datagram of class c, to append a line to.
 func (p *Packer) begin(c int) []byte {
-	if p.open[c] == nil {
+	if p.bufs[c] == nil {
 		p.openBuf(c)
 	}
-	return p.open[c].b
+	return p.open[c][:p.fill[c]]
 }
 
-func (p *Packer) openBuf(c int) *buffer {
-	p.open[c] = p.pool.get()
-	return p.open[c]
+// setOpen makes b the payload of the open datagram of class c. Like every
+// pooled buffer, b has a capacity of at least the payload limit.
+func (p *Packer) setOpen(c int, b []byte) {
+	p.open[c], p.fill[c] = b[:p.limit], len(b)
+}
+
+// openBuf opens an empty datagram of class c in a pooled buffer, whose
+// capacity is at least the payload limit.
+func (p *Packer) openBuf(c int) {
+	b := p.pool.get()
+	p.bufs[c] = b
+	p.setOpen(c, b.b)
+}
+
+// makeRoom makes room for a line of n bytes in the open datagram of class
+// c, shipping the open one if it is too full and opening a new one if need
+// be. If n is more than a whole datagram holds, it counts the line as too
+// long and reports false.
+func (p *Packer) makeRoom(c, n int) bool {
+	if n > p.limit {
+		p.stats.TooLong++
+		return false
+	}
+	if p.fill[c]+n > p.limit {
+		p.ship(c, false)
+	}
+	if p.bufs[c] == nil {
+		p.openBuf(c)
+	}
+	return true
 }
 
 // commit takes the lines appended at b[start:] into the open datagram of
@@ -129,7 +161,7 @@ func (p *Packer) openBuf(c int) *buffer {
 // ships; if they are longer than a whole datagram, they are dropped.
 func (p *Packer) commit(c int, b []byte, start, lines int) {
 	if len(b) <= p.limit {
-		p.open[c].b = b
+		p.setOpen(c, b)
 		p.lines[c] += lines
 		return
 	}
@@ -138,7 +170,7 @@ func (p *Packer) commit(c int, b []byte, start, lines int) {
 
 // spill handles lines that overflow the open datagram of class c.
 func (p *Packer) spill(c int, b []byte, start, lines int) {
-	p.open[c].b = b[:start]
+	p.setOpen(c, b[:start])
 	if len(b)-start > p.limit {
 		p.stats.TooLong += uint64(lines)
 		return
@@ -146,7 +178,8 @@ func (p *Packer) spill(c int, b []byte, start, lines int) {
 	nb := p.pool.get()
 	nb.b = append(nb.b, b[start:]...)
 	p.ship(c, false)
-	p.open[c] = nb
+	p.bufs[c] = nb
+	p.setOpen(c, nb.b)
 	p.lines[c] = lines
 }
 
@@ -184,6 +217,9 @@ type lineParts struct {
 	head, tail string
 	class      int
 	gen        uint32 // of the series the parts were rendered for
+	// line is a counter line as last written: head, value, tail. Its
+	// capacity fits any value (see fit) and holds at least a block.
+	line []byte
 }
 
 // parts returns the rendered parts of series k, rendering them the first
@@ -204,11 +240,21 @@ func (p *Packer) render(k Key, s *series) *lineParts {
 	n := len(b)
 	b = p.appendEnd(b, s, p.d.types[s.m.kind], nil)
 	all := string(b)
-	p.lines2[k] = lineParts{head: all[:n], tail: all[n:], class: s.m.prio.class(), gen: s.gen}
+	line := make([]byte, len(all), max(len(all)+maxIntLen, blockLen))
+	copy(line, all)
+	p.lines2[k] = lineParts{head: all[:n], tail: all[n:], class: s.m.prio.class(), gen: s.gen, line: line}
 	return &p.lines2[k]
 }
 
-// counter packs "name:v|c".
+// fit makes lp.line n bytes long, with the tail at its end.
+func (lp *lineParts) fit(n int) {
+	lp.line = lp.line[:n]
+	copy(lp.line[n-len(lp.tail):], lp.tail)
+}
+
+// counter packs "name:v|c". It measures the line first, then copies the
+// series' last line into the room that leaves in the open datagram and
+// writes the value over the old one: one copy, no append, no spill.
 func (p *Packer) counter(k Key, s *series, v int64) {
 	if v < 0 && p.d.noNegCount {
 		p.stats.Rejected++
@@ -221,21 +267,45 @@ func (p *Packer) counter(k Key, s *series, v int64) {
 		lp = p.render(k, s)
 	}
 	c := lp.class
-	buf := p.open[c]
-	if buf == nil {
-		buf = p.openBuf(c)
+	head, tail := len(lp.head), len(lp.tail)
+	n := head + intLen(v) + tail
+	if n != len(lp.line) {
+		lp.fit(n)
 	}
-	b := buf.b
-	start := len(b)
-	b = append(b, lp.head...)
-	b = appendInt(b, v)
-	b = append(b, lp.tail...)
-	if len(b) <= p.limit {
-		buf.b = b
-		p.lines[c]++
-		return
+	b, at := p.open[c], p.fill[c]
+	if n > len(b)-at {
+		if !p.makeRoom(c, n) {
+			return
+		}
+		b, at = p.open[c], p.fill[c]
 	}
-	p.spill(c, b, start, 1)
+	if n <= blockLen {
+		copyBlock(b[at:], lp.line) // past the line's end, into the slack
+	} else {
+		copy(b[at:at+n], lp.line)
+	}
+	putInt(b[at+head:at+n-tail], v)
+	p.fill[c] = at + n
+	p.lines[c]++
+}
+
+// blockLen is the size of the block copyBlock copies. A pooled buffer has
+// room for a block past the payload limit.
+const blockLen = 64
+
+const _ uint = slack - blockLen // a block fits in the slack
+
+// copyBlock copies the first blockLen bytes of src to dst, whose
+// capacities must hold them. Its four fixed-size moves compile to plain
+// loads and stores, without the call and size dispatch of copy's
+// runtime.memmove; for the short lines of most counters that saves about
+// a sixth of the time to pack a line.
+func copyBlock(dst, src []byte) {
+	dst, src = dst[:blockLen], src[:blockLen]
+	*(*[16]byte)(dst[0:16]) = [16]byte(src[0:16])
+	*(*[16]byte)(dst[16:32]) = [16]byte(src[16:32])
+	*(*[16]byte)(dst[32:48]) = [16]byte(src[32:48])
+	*(*[16]byte)(dst[48:64]) = [16]byte(src[48:64])
 }
 
 // gauge packs "name:v|g", after "name:0|g" when v is negative and the
@@ -308,7 +378,7 @@ func (p *Packer) values(k Key, s *series, vals []float64, count uint64) {
 		b = append(appendValue(b, vals[i]), p.unit...)
 		if start > 0 && len(b)-start+len(p.end) > room {
 			// Not even one value fits in what is left: ship and retry.
-			p.open[c].b = b[:start]
+			p.setOpen(c, b[:start])
 			p.ship(c, false)
 			continue
 		}

@@ -1,6 +1,7 @@
 package shipper
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,6 +72,40 @@ func TestPackerRejects(t *testing.T) {
 	p.Flush()
 	if got := sink.all(); got != "c:2|c|#k:pos\n" || p.Stats().Rejected != 1 {
 		t.Errorf("got %q, rejected %d", got, p.Stats().Rejected)
+	}
+}
+
+// TestPackerCounters packs counters whose lines grow and shrink with their
+// value, around the size copyBlock copies, up to the payload limit.
+func TestPackerCounters(t *testing.T) {
+	vals := []int64{0, 7, -7, 12345, 99, 100, -100000, math.MaxInt64, 1, math.MinInt64, 10, 0}
+	for _, limit := range []int{MinPayload, UDPPayload} {
+		for _, name := range []string{"c", strings.Repeat("n", 30), strings.Repeat("n", 44), strings.Repeat("n", 60)} {
+			in, _, p, sink := setup(t, DogStatsD, limit, InternerOptions{})
+			c := mustRegister(t, in, MetricSpec{Name: name, TagKeys: []string{"k"}})
+			k := c.Key([]byte("v"))
+			var want []string
+			for range 20 {
+				for _, v := range vals {
+					p.counter(k, &in.series[k], v)
+					if l := name + ":" + strconv.FormatInt(v, 10) + "|c|#k:v\n"; len(l) <= limit {
+						want = append(want, l)
+					}
+				}
+			}
+			p.Flush()
+			for _, dg := range sink.datagrams {
+				if len(dg) > limit {
+					t.Fatalf("%d/%s: datagram of %d bytes", limit, name, len(dg))
+				}
+			}
+			if got := sink.all(); got != strings.Join(want, "") {
+				t.Errorf("%d/%s: got\n%s\nwant\n%s", limit, name, got, strings.Join(want, ""))
+			}
+			if st := p.Stats(); st.Lines != uint64(len(want)) || st.TooLong != uint64(20*len(vals)-len(want)) {
+				t.Errorf("%d/%s: stats %+v for %d lines", limit, name, st, len(want))
+			}
+		}
 	}
 }
 
