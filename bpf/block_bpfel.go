@@ -25,9 +25,11 @@ const (
 	blockMapBlockHist      = "block_hist"
 	blockMapBlockStart     = "block_start"
 	blockMapEvents         = "events"
+	blockMapEventsShards   = "events_shards"
 	blockMapLedger         = "ledger"
 	blockProgBlockComplete = "block_complete"
 	blockProgBlockIssue    = "block_issue"
+	blockVarRingShards     = "ring_shards"
 	blockVarSampleRate     = "sample_rate"
 	blockVarWakeupBytes    = "wakeup_bytes"
 )
@@ -82,16 +84,18 @@ type blockProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockMapSpecs struct {
-	BlockHist  *ebpf.MapSpec `ebpf:"block_hist"`
-	BlockStart *ebpf.MapSpec `ebpf:"block_start"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	Ledger     *ebpf.MapSpec `ebpf:"ledger"`
+	BlockHist    *ebpf.MapSpec `ebpf:"block_hist"`
+	BlockStart   *ebpf.MapSpec `ebpf:"block_start"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	EventsShards *ebpf.MapSpec `ebpf:"events_shards"`
+	Ledger       *ebpf.MapSpec `ebpf:"ledger"`
 }
 
 // blockVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockVariableSpecs struct {
+	RingShards  *ebpf.VariableSpec `ebpf:"ring_shards"`
 	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -116,10 +120,11 @@ func (o *blockObjects) Close() error {
 //
 // It can be passed to loadBlockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockMaps struct {
-	BlockHist  *ebpf.Map `ebpf:"block_hist"`
-	BlockStart *ebpf.Map `ebpf:"block_start"`
-	Events     *ebpf.Map `ebpf:"events"`
-	Ledger     *ebpf.Map `ebpf:"ledger"`
+	BlockHist    *ebpf.Map `ebpf:"block_hist"`
+	BlockStart   *ebpf.Map `ebpf:"block_start"`
+	Events       *ebpf.Map `ebpf:"events"`
+	EventsShards *ebpf.Map `ebpf:"events_shards"`
+	Ledger       *ebpf.Map `ebpf:"ledger"`
 }
 
 func (m *blockMaps) Close() error {
@@ -127,6 +132,7 @@ func (m *blockMaps) Close() error {
 		m.BlockHist,
 		m.BlockStart,
 		m.Events,
+		m.EventsShards,
 		m.Ledger,
 	)
 }
@@ -135,6 +141,7 @@ func (m *blockMaps) Close() error {
 //
 // It can be passed to loadBlockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockVariables struct {
+	RingShards  *ebpf.Variable `ebpf:"ring_shards"`
 	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

@@ -29,13 +29,15 @@ type netNetKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	netMapEvents      = "events"
-	netMapLedger      = "ledger"
-	netMapNetCounters = "net_counters"
-	netProgNetEgress  = "net_egress"
-	netProgNetIngress = "net_ingress"
-	netVarSampleRate  = "sample_rate"
-	netVarWakeupBytes = "wakeup_bytes"
+	netMapEvents       = "events"
+	netMapEventsShards = "events_shards"
+	netMapLedger       = "ledger"
+	netMapNetCounters  = "net_counters"
+	netProgNetEgress   = "net_egress"
+	netProgNetIngress  = "net_ingress"
+	netVarRingShards   = "ring_shards"
+	netVarSampleRate   = "sample_rate"
+	netVarWakeupBytes  = "wakeup_bytes"
 )
 
 // loadNet returns the embedded CollectionSpec for net.
@@ -88,15 +90,17 @@ type netProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type netMapSpecs struct {
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Ledger      *ebpf.MapSpec `ebpf:"ledger"`
-	NetCounters *ebpf.MapSpec `ebpf:"net_counters"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	EventsShards *ebpf.MapSpec `ebpf:"events_shards"`
+	Ledger       *ebpf.MapSpec `ebpf:"ledger"`
+	NetCounters  *ebpf.MapSpec `ebpf:"net_counters"`
 }
 
 // netVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type netVariableSpecs struct {
+	RingShards  *ebpf.VariableSpec `ebpf:"ring_shards"`
 	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -121,14 +125,16 @@ func (o *netObjects) Close() error {
 //
 // It can be passed to loadNetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netMaps struct {
-	Events      *ebpf.Map `ebpf:"events"`
-	Ledger      *ebpf.Map `ebpf:"ledger"`
-	NetCounters *ebpf.Map `ebpf:"net_counters"`
+	Events       *ebpf.Map `ebpf:"events"`
+	EventsShards *ebpf.Map `ebpf:"events_shards"`
+	Ledger       *ebpf.Map `ebpf:"ledger"`
+	NetCounters  *ebpf.Map `ebpf:"net_counters"`
 }
 
 func (m *netMaps) Close() error {
 	return _NetClose(
 		m.Events,
+		m.EventsShards,
 		m.Ledger,
 		m.NetCounters,
 	)
@@ -138,6 +144,7 @@ func (m *netMaps) Close() error {
 //
 // It can be passed to loadNetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netVariables struct {
+	RingShards  *ebpf.Variable `ebpf:"ring_shards"`
 	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

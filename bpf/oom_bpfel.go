@@ -16,11 +16,13 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	oomMapEvents      = "events"
-	oomMapLedger      = "ledger"
-	oomProgHandleOom  = "handle_oom"
-	oomVarSampleRate  = "sample_rate"
-	oomVarWakeupBytes = "wakeup_bytes"
+	oomMapEvents       = "events"
+	oomMapEventsShards = "events_shards"
+	oomMapLedger       = "ledger"
+	oomProgHandleOom   = "handle_oom"
+	oomVarRingShards   = "ring_shards"
+	oomVarSampleRate   = "sample_rate"
+	oomVarWakeupBytes  = "wakeup_bytes"
 )
 
 // loadOom returns the embedded CollectionSpec for oom.
@@ -72,14 +74,16 @@ type oomProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type oomMapSpecs struct {
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Ledger *ebpf.MapSpec `ebpf:"ledger"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	EventsShards *ebpf.MapSpec `ebpf:"events_shards"`
+	Ledger       *ebpf.MapSpec `ebpf:"ledger"`
 }
 
 // oomVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type oomVariableSpecs struct {
+	RingShards  *ebpf.VariableSpec `ebpf:"ring_shards"`
 	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -104,13 +108,15 @@ func (o *oomObjects) Close() error {
 //
 // It can be passed to loadOomObjects or ebpf.CollectionSpec.LoadAndAssign.
 type oomMaps struct {
-	Events *ebpf.Map `ebpf:"events"`
-	Ledger *ebpf.Map `ebpf:"ledger"`
+	Events       *ebpf.Map `ebpf:"events"`
+	EventsShards *ebpf.Map `ebpf:"events_shards"`
+	Ledger       *ebpf.Map `ebpf:"ledger"`
 }
 
 func (m *oomMaps) Close() error {
 	return _OomClose(
 		m.Events,
+		m.EventsShards,
 		m.Ledger,
 	)
 }
@@ -119,6 +125,7 @@ func (m *oomMaps) Close() error {
 //
 // It can be passed to loadOomObjects or ebpf.CollectionSpec.LoadAndAssign.
 type oomVariables struct {
+	RingShards  *ebpf.Variable `ebpf:"ring_shards"`
 	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

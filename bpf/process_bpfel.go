@@ -16,13 +16,15 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	processMapEvents      = "events"
-	processMapLedger      = "ledger"
-	processProgHandleExec = "handle_exec"
-	processProgHandleExit = "handle_exit"
-	processProgHandleFork = "handle_fork"
-	processVarSampleRate  = "sample_rate"
-	processVarWakeupBytes = "wakeup_bytes"
+	processMapEvents       = "events"
+	processMapEventsShards = "events_shards"
+	processMapLedger       = "ledger"
+	processProgHandleExec  = "handle_exec"
+	processProgHandleExit  = "handle_exit"
+	processProgHandleFork  = "handle_fork"
+	processVarRingShards   = "ring_shards"
+	processVarSampleRate   = "sample_rate"
+	processVarWakeupBytes  = "wakeup_bytes"
 )
 
 // loadProcess returns the embedded CollectionSpec for process.
@@ -76,14 +78,16 @@ type processProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type processMapSpecs struct {
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Ledger *ebpf.MapSpec `ebpf:"ledger"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	EventsShards *ebpf.MapSpec `ebpf:"events_shards"`
+	Ledger       *ebpf.MapSpec `ebpf:"ledger"`
 }
 
 // processVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type processVariableSpecs struct {
+	RingShards  *ebpf.VariableSpec `ebpf:"ring_shards"`
 	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -108,13 +112,15 @@ func (o *processObjects) Close() error {
 //
 // It can be passed to loadProcessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type processMaps struct {
-	Events *ebpf.Map `ebpf:"events"`
-	Ledger *ebpf.Map `ebpf:"ledger"`
+	Events       *ebpf.Map `ebpf:"events"`
+	EventsShards *ebpf.Map `ebpf:"events_shards"`
+	Ledger       *ebpf.Map `ebpf:"ledger"`
 }
 
 func (m *processMaps) Close() error {
 	return _ProcessClose(
 		m.Events,
+		m.EventsShards,
 		m.Ledger,
 	)
 }
@@ -123,6 +129,7 @@ func (m *processMaps) Close() error {
 //
 // It can be passed to loadProcessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type processVariables struct {
+	RingShards  *ebpf.Variable `ebpf:"ring_shards"`
 	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

@@ -23,12 +23,14 @@ type runqHist struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	runqMapEvents         = "events"
+	runqMapEventsShards   = "events_shards"
 	runqMapLedger         = "ledger"
 	runqMapRunqHist       = "runq_hist"
 	runqMapRunqStart      = "runq_start"
 	runqProgRunqSwitch    = "runq_switch"
 	runqProgRunqWakeup    = "runq_wakeup"
 	runqProgRunqWakeupNew = "runq_wakeup_new"
+	runqVarRingShards     = "ring_shards"
 	runqVarSampleRate     = "sample_rate"
 	runqVarWakeupBytes    = "wakeup_bytes"
 )
@@ -84,16 +86,18 @@ type runqProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type runqMapSpecs struct {
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Ledger    *ebpf.MapSpec `ebpf:"ledger"`
-	RunqHist  *ebpf.MapSpec `ebpf:"runq_hist"`
-	RunqStart *ebpf.MapSpec `ebpf:"runq_start"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	EventsShards *ebpf.MapSpec `ebpf:"events_shards"`
+	Ledger       *ebpf.MapSpec `ebpf:"ledger"`
+	RunqHist     *ebpf.MapSpec `ebpf:"runq_hist"`
+	RunqStart    *ebpf.MapSpec `ebpf:"runq_start"`
 }
 
 // runqVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type runqVariableSpecs struct {
+	RingShards  *ebpf.VariableSpec `ebpf:"ring_shards"`
 	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -118,15 +122,17 @@ func (o *runqObjects) Close() error {
 //
 // It can be passed to loadRunqObjects or ebpf.CollectionSpec.LoadAndAssign.
 type runqMaps struct {
-	Events    *ebpf.Map `ebpf:"events"`
-	Ledger    *ebpf.Map `ebpf:"ledger"`
-	RunqHist  *ebpf.Map `ebpf:"runq_hist"`
-	RunqStart *ebpf.Map `ebpf:"runq_start"`
+	Events       *ebpf.Map `ebpf:"events"`
+	EventsShards *ebpf.Map `ebpf:"events_shards"`
+	Ledger       *ebpf.Map `ebpf:"ledger"`
+	RunqHist     *ebpf.Map `ebpf:"runq_hist"`
+	RunqStart    *ebpf.Map `ebpf:"runq_start"`
 }
 
 func (m *runqMaps) Close() error {
 	return _RunqClose(
 		m.Events,
+		m.EventsShards,
 		m.Ledger,
 		m.RunqHist,
 		m.RunqStart,
@@ -137,6 +143,7 @@ func (m *runqMaps) Close() error {
 //
 // It can be passed to loadRunqObjects or ebpf.CollectionSpec.LoadAndAssign.
 type runqVariables struct {
+	RingShards  *ebpf.Variable `ebpf:"ring_shards"`
 	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/bpfstatd/bpfstatd/ringbuf"
 )
 
 // RingOptions size the BPF ring buffer and set when its submits wake the
@@ -19,6 +21,11 @@ type RingOptions struct {
 	// below it, records are submitted with BPF_RB_NO_WAKEUP and wait for the
 	// reader's timer. Zero means a quarter of Size; 1 wakes on every record.
 	WakeupBytes uint64
+	// Shards gives each possible CPU a ring of its own, of Size bytes, that
+	// programs on that CPU write to: CPUs then never contend on one ring,
+	// at the cost of a ring's memory per CPU. Read them with
+	// [Shared.Shards] instead of [Shared.Events].
+	Shards bool
 }
 
 // DefaultRingSize is the ring size used when [RingOptions.Size] is zero.
@@ -44,32 +51,63 @@ func (o RingOptions) withDefaults() (RingOptions, error) {
 // Its methods may be called from any goroutine except Close.
 type Shared struct {
 	events, ledger *ebpf.Map
+	shards         *ebpf.Map   // array of the rings, one per CPU (one empty slot without Shards)
+	shardRings     []*ebpf.Map // with Shards, in CPU order
+	shardSize      uint32
 	wakeupBytes    uint64
 	btf            *btf.Cache
 }
 
 // NewShared creates the shared maps.
-func NewShared(ring RingOptions) (*Shared, error) {
-	ring, err := ring.withDefaults()
+func NewShared(ring RingOptions) (_ *Shared, err error) {
+	ring, err = ring.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("create shared maps: %w", err)
 	}
-	events, err := ebpf.NewMap(&ebpf.MapSpec{Name: "events", Type: ebpf.RingBuf, MaxEntries: ring.Size})
-	if err != nil {
+	s := &Shared{shardSize: uint32(os.Getpagesize()), wakeupBytes: ring.WakeupBytes, btf: btf.NewCache()}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	size, slots := ring.Size, 1
+	if ring.Shards {
+		// Programs write to their CPU's ring: the shared one is left
+		// empty, and as small as a ring can be.
+		if slots, err = ebpf.PossibleCPU(); err != nil {
+			return nil, fmt.Errorf("create ring shards: %w", err)
+		}
+		size, s.shardSize = s.shardSize, ring.Size
+	}
+	if s.events, err = ebpf.NewMap(&ebpf.MapSpec{Name: "events", Type: ebpf.RingBuf, MaxEntries: size}); err != nil {
 		return nil, fmt.Errorf("create ring buffer: %w", err)
 	}
-	ledger, err := ebpf.NewMap(&ebpf.MapSpec{
+	s.shards, err = ebpf.NewMap(&ebpf.MapSpec{Name: "events_shards", Type: ebpf.ArrayOfMaps, KeySize: 4, ValueSize: 4,
+		MaxEntries: uint32(slots), InnerMap: &ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: s.shardSize}})
+	if err != nil {
+		return nil, fmt.Errorf("create ring shards: %w", err)
+	}
+	if ring.Shards {
+		if s.shardRings, err = ringbuf.NewShardRings(s.shards, s.shardSize); err != nil {
+			return nil, err
+		}
+	}
+	s.ledger, err = ebpf.NewMap(&ebpf.MapSpec{
 		Name: "ledger", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: numPrograms * ledgerSlots,
 	})
 	if err != nil {
-		events.Close()
 		return nil, fmt.Errorf("create drop ledger: %w", err)
 	}
-	return &Shared{events: events, ledger: ledger, wakeupBytes: ring.WakeupBytes, btf: btf.NewCache()}, nil
+	return s, nil
 }
 
-// Events returns the ring buffer, for a reader.
+// Events returns the ring buffer, for a reader. With [RingOptions.Shards]
+// no program writes to it: read [Shared.Shards].
 func (s *Shared) Events() *ebpf.Map { return s.events }
+
+// Shards returns the rings of each CPU in CPU order, for a reader, or nil
+// without [RingOptions.Shards].
+func (s *Shared) Shards() []*ebpf.Map { return s.shardRings }
 
 // Ledger reads program p's drop ledger, summed over CPUs.
 func (s *Shared) Ledger(p Program) (Ledger, error) {
@@ -96,16 +134,32 @@ func (s *Shared) ReleaseBTF() { s.btf = nil }
 
 // Close releases the shared maps; collectors keep their own references.
 func (s *Shared) Close() error {
-	return errors.Join(s.events.Close(), s.ledger.Close())
+	var errs []error
+	for _, m := range append([]*ebpf.Map{s.events, s.shards, s.ledger}, s.shardRings...) {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // load loads a collector's objects from spec into to, handing it the shared
 // maps and setting the wakeup threshold.
 func (s *Shared) load(name string, spec *ebpf.CollectionSpec, to any) error {
-	repl := make(map[string]*ebpf.Map, 2)
+	repl := make(map[string]*ebpf.Map, 3)
 	if m, ok := spec.Maps["events"]; ok {
 		m.MaxEntries = s.events.MaxEntries()
 		repl["events"] = s.events
+	}
+	if m, ok := spec.Maps["events_shards"]; ok {
+		m.MaxEntries = s.shards.MaxEntries()
+		m.InnerMap.MaxEntries = s.shardSize
+		repl["events_shards"] = s.shards
+	}
+	if v, ok := spec.Variables["ring_shards"]; ok {
+		if err := v.Set(s.shardRings != nil); err != nil {
+			return fmt.Errorf("load %s collector: set ring shards: %w", name, err)
+		}
 	}
 	if _, ok := spec.Maps["ledger"]; ok {
 		repl["ledger"] = s.ledger

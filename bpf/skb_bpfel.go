@@ -17,9 +17,11 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	skbMapEvents          = "events"
+	skbMapEventsShards    = "events_shards"
 	skbMapLedger          = "ledger"
 	skbMapSkbDrops        = "skb_drops"
 	skbProgHandleKfreeSkb = "handle_kfree_skb"
+	skbVarRingShards      = "ring_shards"
 	skbVarSampleRate      = "sample_rate"
 	skbVarWakeupBytes     = "wakeup_bytes"
 )
@@ -73,15 +75,17 @@ type skbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type skbMapSpecs struct {
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Ledger   *ebpf.MapSpec `ebpf:"ledger"`
-	SkbDrops *ebpf.MapSpec `ebpf:"skb_drops"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	EventsShards *ebpf.MapSpec `ebpf:"events_shards"`
+	Ledger       *ebpf.MapSpec `ebpf:"ledger"`
+	SkbDrops     *ebpf.MapSpec `ebpf:"skb_drops"`
 }
 
 // skbVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type skbVariableSpecs struct {
+	RingShards  *ebpf.VariableSpec `ebpf:"ring_shards"`
 	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -106,14 +110,16 @@ func (o *skbObjects) Close() error {
 //
 // It can be passed to loadSkbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type skbMaps struct {
-	Events   *ebpf.Map `ebpf:"events"`
-	Ledger   *ebpf.Map `ebpf:"ledger"`
-	SkbDrops *ebpf.Map `ebpf:"skb_drops"`
+	Events       *ebpf.Map `ebpf:"events"`
+	EventsShards *ebpf.Map `ebpf:"events_shards"`
+	Ledger       *ebpf.Map `ebpf:"ledger"`
+	SkbDrops     *ebpf.Map `ebpf:"skb_drops"`
 }
 
 func (m *skbMaps) Close() error {
 	return _SkbClose(
 		m.Events,
+		m.EventsShards,
 		m.Ledger,
 		m.SkbDrops,
 	)
@@ -123,6 +129,7 @@ func (m *skbMaps) Close() error {
 //
 // It can be passed to loadSkbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type skbVariables struct {
+	RingShards  *ebpf.Variable `ebpf:"ring_shards"`
 	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

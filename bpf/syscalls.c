@@ -92,18 +92,20 @@ static __always_inline void run_submit(struct syscall_run *run, __u64 *pending, 
 	struct syscall_record *r;
 	__u64 n = *pending;
 	__u64 flags = BPF_RB_NO_WAKEUP;
+	void *ring;
 
 	if (!n)
 		return;
 	*pending = 0;
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	ring = event_ring();
+	r = ring ? bpf_ringbuf_reserve(ring, sizeof(*r), 0) : NULL;
 	if (!r) {
 		ledger_ring_full(PROG_SYSCALL_PROC, run->rec.hdr.rate, n);
 		return;
 	}
 	__builtin_memcpy(r, &run->rec, sizeof(*r));
 	r->count = n;
-	if (tick && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+	if (tick && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(r, flags);
 	ledger_emitted(PROG_SYSCALL_PROC, n);
@@ -114,8 +116,9 @@ static __always_inline void record_each(struct task_struct *task, long id, __u32
 {
 	struct syscall_record *r;
 	__u64 flags = BPF_RB_NO_WAKEUP;
+	void *ring = event_ring();
 
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	r = ring ? bpf_ringbuf_reserve(ring, sizeof(*r), 0) : NULL;
 	if (!r) {
 		ledger_ring_full(PROG_SYSCALL_PROC, rate, 1);
 		return;
@@ -132,7 +135,7 @@ static __always_inline void record_each(struct task_struct *task, long id, __u32
 	*(__u64 *)&r->comm[8] = *(__u64 *)&task->comm[8];
 	if (record_mode == RECORD_NAIVE)
 		flags = 0;
-	else if (tick && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+	else if (tick && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(r, flags);
 	ledger_emitted(PROG_SYSCALL_PROC, 1);

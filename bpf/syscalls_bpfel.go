@@ -39,6 +39,7 @@ type syscallsSyscallRun struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	syscallsMapEvents           = "events"
+	syscallsMapEventsShards     = "events_shards"
 	syscallsMapLedger           = "ledger"
 	syscallsMapSyscallCounts    = "syscall_counts"
 	syscallsMapSyscallRuns      = "syscall_runs"
@@ -46,6 +47,7 @@ const (
 	syscallsProgFlushSyscallRun = "flush_syscall_run"
 	syscallsProgRecordSyscall   = "record_syscall"
 	syscallsVarRecordMode       = "record_mode"
+	syscallsVarRingShards       = "ring_shards"
 	syscallsVarSampleRate       = "sample_rate"
 	syscallsVarWakeupBytes      = "wakeup_bytes"
 )
@@ -102,6 +104,7 @@ type syscallsProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type syscallsMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	EventsShards  *ebpf.MapSpec `ebpf:"events_shards"`
 	Ledger        *ebpf.MapSpec `ebpf:"ledger"`
 	SyscallCounts *ebpf.MapSpec `ebpf:"syscall_counts"`
 	SyscallRuns   *ebpf.MapSpec `ebpf:"syscall_runs"`
@@ -112,6 +115,7 @@ type syscallsMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type syscallsVariableSpecs struct {
 	RecordMode  *ebpf.VariableSpec `ebpf:"record_mode"`
+	RingShards  *ebpf.VariableSpec `ebpf:"ring_shards"`
 	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -137,6 +141,7 @@ func (o *syscallsObjects) Close() error {
 // It can be passed to loadSyscallsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type syscallsMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
+	EventsShards  *ebpf.Map `ebpf:"events_shards"`
 	Ledger        *ebpf.Map `ebpf:"ledger"`
 	SyscallCounts *ebpf.Map `ebpf:"syscall_counts"`
 	SyscallRuns   *ebpf.Map `ebpf:"syscall_runs"`
@@ -145,6 +150,7 @@ type syscallsMaps struct {
 func (m *syscallsMaps) Close() error {
 	return _SyscallsClose(
 		m.Events,
+		m.EventsShards,
 		m.Ledger,
 		m.SyscallCounts,
 		m.SyscallRuns,
@@ -156,6 +162,7 @@ func (m *syscallsMaps) Close() error {
 // It can be passed to loadSyscallsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type syscallsVariables struct {
 	RecordMode  *ebpf.Variable `ebpf:"record_mode"`
+	RingShards  *ebpf.Variable `ebpf:"ring_shards"`
 	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

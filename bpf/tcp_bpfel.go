@@ -23,6 +23,7 @@ type tcpTcpOwner struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tcpMapEvents                  = "events"
+	tcpMapEventsShards            = "events_shards"
 	tcpMapLedger                  = "ledger"
 	tcpMapTcpOwners               = "tcp_owners"
 	tcpProgHandleReceiveReset     = "handle_receive_reset"
@@ -32,6 +33,7 @@ const (
 	tcpProgHandleState            = "handle_state"
 	tcpVarResetHasReason          = "reset_has_reason"
 	tcpVarRetransmitHasErr        = "retransmit_has_err"
+	tcpVarRingShards              = "ring_shards"
 	tcpVarSampleRate              = "sample_rate"
 	tcpVarWakeupBytes             = "wakeup_bytes"
 )
@@ -89,9 +91,10 @@ type tcpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpMapSpecs struct {
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Ledger    *ebpf.MapSpec `ebpf:"ledger"`
-	TcpOwners *ebpf.MapSpec `ebpf:"tcp_owners"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	EventsShards *ebpf.MapSpec `ebpf:"events_shards"`
+	Ledger       *ebpf.MapSpec `ebpf:"ledger"`
+	TcpOwners    *ebpf.MapSpec `ebpf:"tcp_owners"`
 }
 
 // tcpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -100,6 +103,7 @@ type tcpMapSpecs struct {
 type tcpVariableSpecs struct {
 	ResetHasReason   *ebpf.VariableSpec `ebpf:"reset_has_reason"`
 	RetransmitHasErr *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
+	RingShards       *ebpf.VariableSpec `ebpf:"ring_shards"`
 	SampleRate       *ebpf.VariableSpec `ebpf:"sample_rate"`
 	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -124,14 +128,16 @@ func (o *tcpObjects) Close() error {
 //
 // It can be passed to loadTcpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpMaps struct {
-	Events    *ebpf.Map `ebpf:"events"`
-	Ledger    *ebpf.Map `ebpf:"ledger"`
-	TcpOwners *ebpf.Map `ebpf:"tcp_owners"`
+	Events       *ebpf.Map `ebpf:"events"`
+	EventsShards *ebpf.Map `ebpf:"events_shards"`
+	Ledger       *ebpf.Map `ebpf:"ledger"`
+	TcpOwners    *ebpf.Map `ebpf:"tcp_owners"`
 }
 
 func (m *tcpMaps) Close() error {
 	return _TcpClose(
 		m.Events,
+		m.EventsShards,
 		m.Ledger,
 		m.TcpOwners,
 	)
@@ -143,6 +149,7 @@ func (m *tcpMaps) Close() error {
 type tcpVariables struct {
 	ResetHasReason   *ebpf.Variable `ebpf:"reset_has_reason"`
 	RetransmitHasErr *ebpf.Variable `ebpf:"retransmit_has_err"`
+	RingShards       *ebpf.Variable `ebpf:"ring_shards"`
 	SampleRate       *ebpf.Variable `ebpf:"sample_rate"`
 	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

@@ -26,7 +26,9 @@ import (
 // datagrams each way across the pair. The exporter's totals equal the
 // truth exactly: K for the name, and for each end of the pair in each
 // direction the packets and bytes of the kernel's own link statistics
-// (read through netlink), less what the ledger says was dropped.
+// (read through netlink), less what the ledger says was dropped. The
+// daemon runs with --ring-shards: each CPU's records come through a ring of
+// its own (the other tests use the one shared ring).
 func TestDaemonExactCounts(t *testing.T) {
 	requireE2E(t)
 	const k, p = 500, 500
@@ -42,7 +44,7 @@ func TestDaemonExactCounts(t *testing.T) {
 	// The daemon's host namespace is nsA: it counts the links there.
 	d := startDaemonWith(t, func(cmd *exec.Cmd) error {
 		return nsA.do(cmd.Start)
-	}, exp.output(), "--collectors", "process,net,oom", "--flush-interval", "200ms")
+	}, exp.output(), "--collectors", "process,net,oom", "--ring-shards", "--flush-interval", "200ms")
 	name := uniqueName("bpfst-")
 	helper := helperProgram(t, t.TempDir(), name)
 

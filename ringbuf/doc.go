@@ -41,7 +41,9 @@
 // On a host with many CPUs producing, one ring is one lock that every
 // producer takes. [ShardsSpec] and [NewShardRings] make one ring per CPU,
 // for programs that write to the ring of the CPU they run on, and a
-// [ShardedDrainer] drains each into its own lane of a [Lanes].
+// [ShardedDrainer] drains each into its own lane of a [Lanes]
+// ([ShardedDrainer.RunInto]), or hands every shard's records to one
+// function ([ShardedDrainer.Run]; bpfstatd's --ring-shards).
 //
 // # User-space rings
 //

@@ -90,6 +90,15 @@ func NewShardedDrainer[T any](rings []*ebpf.Map, decode Decoder[T], opts DrainOp
 // NumShards returns the number of shards.
 func (s *ShardedDrainer[T]) NumShards() int { return len(s.shards) }
 
+// Run drains every shard as [Drainer.Run] does, each on its own goroutine,
+// handing each record to emit, until ctx is done and every shard has been
+// read to the end. emit is called from all those goroutines at once. If a
+// shard fails, the others stop as if ctx were done. It returns the shards'
+// errors.
+func (s *ShardedDrainer[T]) Run(ctx context.Context, emit func(*T)) error {
+	return s.each(ctx, func(ctx context.Context, i int, d *Drainer[T]) error { return d.Run(ctx, emit) })
+}
+
 // RunInto drains shard i into lane i of dst, which must have one lane per
 // shard, as [Drainer.RunInto] does, each on its own goroutine, until ctx is
 // done and every shard has been read to the end. If a shard fails, the
@@ -98,13 +107,19 @@ func (s *ShardedDrainer[T]) RunInto(ctx context.Context, dst *Lanes[T]) error {
 	if dst.NumLanes() != len(s.shards) {
 		return fmt.Errorf("drain shards: %d lanes for %d shards", dst.NumLanes(), len(s.shards))
 	}
+	return s.each(ctx, func(ctx context.Context, i int, d *Drainer[T]) error { return d.RunInto(ctx, dst.Lane(i)) })
+}
+
+// each runs run for every shard on a goroutine of its own, until all
+// return; the first to fail stops the others.
+func (s *ShardedDrainer[T]) each(ctx context.Context, run func(context.Context, int, *Drainer[T]) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make([]error, len(s.shards))
 	var wg sync.WaitGroup
 	for i, d := range s.shards {
 		wg.Go(func() {
-			if err := d.RunInto(ctx, dst.Lane(i)); err != nil {
+			if err := run(ctx, i, d); err != nil {
 				errs[i] = fmt.Errorf("shard %d: %w", i, err)
 				cancel()
 			}

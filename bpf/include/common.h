@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * What every bpfstatd program shares: the ring buffer of discrete events
- * and the drop ledger (one of each for all collectors: the loader hands the
- * same maps to every object), the wakeup policy, and the sampling knob.
+ * (or one ring per CPU) and the drop ledger (one of each for all
+ * collectors: the loader hands the same maps to every object), the wakeup
+ * policy, and the sampling knob.
  */
 #ifndef BPFSTATD_COMMON_H
 #define BPFSTATD_COMMON_H
@@ -22,10 +23,40 @@ volatile const __u64 wakeup_bytes = 64 * 1024;
  * sample_rate of each program (deterministically, by its seen count). */
 volatile __u32 sample_rate = 1;
 
+/* Set by the loader: records go to the ring of the CPU the program runs
+ * on, in events_shards, so that CPUs never contend on one ring; otherwise
+ * to events. */
+volatile const bool ring_shards = false;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024); /* resized by the loader */
 } events SEC(".maps");
+
+struct ring_shard {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024); /* resized by the loader */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1); /* resized by the loader: a ring per CPU */
+	__type(key, __u32);
+	__array(values, struct ring_shard);
+} events_shards SEC(".maps");
+
+/* event_ring returns the ring this CPU writes to (NULL if its shard is
+ * missing, which cannot happen). The loader's ring_shards picks one branch
+ * at load time: the other is never verified or run. */
+static __always_inline void *event_ring(void)
+{
+	__u32 cpu;
+
+	if (!ring_shards)
+		return &events;
+	cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&events_shards, &cpu);
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -93,7 +124,9 @@ static __always_inline void *reserve_record(__u32 prog, __u32 kind, __u64 size)
 		ledger_add(prog, LEDGER_SAMPLED_OUT);
 		return NULL;
 	}
-	h = bpf_ringbuf_reserve(&events, size, 0);
+	void *ring = event_ring();
+
+	h = ring ? bpf_ringbuf_reserve(ring, size, 0) : NULL;
 	if (!h) {
 		ledger_ring_full(prog, rate, 1);
 		return NULL;
@@ -106,7 +139,8 @@ static __always_inline void *reserve_record(__u32 prog, __u32 kind, __u64 size)
 
 static __always_inline void record_submit(__u32 prog, void *r)
 {
-	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+	void *ring = event_ring(); /* the one reserved from: same CPU */
+	__u64 flags = ring && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= wakeup_bytes
 			      ? BPF_RB_FORCE_WAKEUP
 			      : BPF_RB_NO_WAKEUP;
 

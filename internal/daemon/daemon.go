@@ -73,7 +73,7 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 		return err
 	}
 	defer func() { err = errors.Join(err, srv.Close()) }()
-	sh, err := bpf.NewShared(bpf.RingOptions{Size: cfg.RingSize, WakeupBytes: cfg.WakeupBytes})
+	sh, err := bpf.NewShared(bpf.RingOptions{Size: cfg.RingSize, WakeupBytes: cfg.WakeupBytes, Shards: cfg.RingShards})
 	if err != nil {
 		return err
 	}
@@ -97,7 +97,7 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 	if err != nil {
 		return errors.Join(err, ship.Close(context.Background()))
 	}
-	drain, err := ringbuf.NewDrainer(sh.Events(), bpf.DecodeRecord, ringbuf.DrainOptions{Poll: cfg.Poll})
+	drain, err := newDrain(sh, cfg.Poll)
 	if err != nil {
 		return errors.Join(err, ship.Close(context.Background()))
 	}
@@ -189,4 +189,23 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 	}
 	log.Info("bpfstatd stopped", "records", drain.Stats().Records)
 	return errors.Join(err, drainErr, adminErr)
+}
+
+// recordDrain reads the kernel's ring records into the pipeline: a
+// [ringbuf.Drainer] of the one ring, or a [ringbuf.ShardedDrainer] of the
+// rings of each CPU.
+type recordDrain interface {
+	Run(ctx context.Context, emit func(*bpf.Record)) error
+	Stats() ringbuf.DrainStats
+	Fill() float64
+	Close() error
+}
+
+// newDrain returns the drain of sh's ring, or of its shards.
+func newDrain(sh *bpf.Shared, poll time.Duration) (recordDrain, error) {
+	opts := ringbuf.DrainOptions{Poll: poll}
+	if rings := sh.Shards(); rings != nil {
+		return ringbuf.NewShardedDrainer(rings, bpf.DecodeRecord, opts)
+	}
+	return ringbuf.NewDrainer(sh.Events(), bpf.DecodeRecord, opts)
 }

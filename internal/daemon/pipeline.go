@@ -163,7 +163,8 @@ func newPipeline(ship *shipper.Shipper, srcs []source, cfg Config) (*pipeline, e
 }
 
 // add aggregates one ring record, scaled by its sampling rate. It is the
-// drain goroutine's emit, and takes the lock for the record alone.
+// emit of the drain goroutine (or goroutines, one per ring shard), and
+// takes the lock for the record alone.
 //
 // The lock is uncontended but for the flush once an interval, and costs
 // a few nanoseconds a record. Handing batches through a ring to a
@@ -175,10 +176,10 @@ func (p *pipeline) add(r *bpf.Record) {
 	if int(r.Kind) >= len(p.byKind) || p.byKind[r.Kind] == nil {
 		return
 	}
+	p.mu.Lock()
 	if r.TimeNS != 0 { // records without a timestamp (most syscall records) say nothing of latency
 		p.latency.Event(r.TimeNS)
 	}
-	p.mu.Lock()
 	p.byKind[r.Kind].record(r, p.agg)
 	p.mu.Unlock()
 }

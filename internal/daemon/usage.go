@@ -14,7 +14,7 @@ var flagGroups = []struct {
 }{
 	{"What to collect", []string{"collectors", "syscalls-by-process", "interfaces", "exclude-interfaces"}},
 	{"Where and how to ship", []string{"output", "dialect", "flush-interval", "max-payload", "tag", "host-tag", "max-series"}},
-	{"Kernel ring buffer", []string{"ring-size", "wakeup-bytes", "poll"}},
+	{"Kernel ring buffer", []string{"ring-size", "ring-shards", "wakeup-bytes", "poll"}},
 	{"Backpressure, breaker and throttling", []string{"drop-policy", "queue-size", "breaker-threshold", "breaker-min-backoff", "breaker-max-backoff", "max-throttle-level"}},
 	{"Health and privileges", []string{"health-max-kernel-drops", "keep-capabilities", "admin-socket"}},
 	{"Logging", []string{"log-level", "log-format"}},
