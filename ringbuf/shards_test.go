@@ -39,20 +39,28 @@ func newShards(tb testing.TB, size uint32) (outer *ebpf.Map, rings []*ebpf.Map) 
 	return outer, rings
 }
 
-// TestShardedDrainer writes on every CPU at once, each CPU into its own
-// ring, and drains the rings into lanes: every record arrives, in order
-// per CPU, through the lane of its CPU, including those left in the rings
-// below the wakeup threshold at shutdown.
-func TestShardedDrainer(t *testing.T) {
-	// Each CPU writes 4,000 records of 32 bytes: a ring holds them all, so
-	// none is lost however slow the drain.
+// newShardedDrain returns rings of 256 KiB, one per CPU, a writer to them
+// (wakeup past 4 KiB) and their ShardedDrainer (a timer of an hour), closed
+// when t ends. Each CPU writes 4,000 records of 32 bytes in
+// writeOnEveryCPU: a ring holds them all, so none is lost however slow the
+// drain.
+func newShardedDrain(t *testing.T) ([]*ebpf.Map, *writer, *ringbuf.ShardedDrainer[testRecord]) {
 	outer, rings := newShards(t, 256<<10)
 	w := newShardWriter(t, outer, writerOptions{wakeup: 4 << 10})
 	s, err := ringbuf.NewShardedDrainer(rings, decodeTestRecord, ringbuf.DrainOptions{Poll: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return rings, w, s
+}
+
+// TestShardedDrainer writes on every CPU at once, each CPU into its own
+// ring, and drains the rings into lanes: every record arrives, in order
+// per CPU, through the lane of its CPU, including those left in the rings
+// below the wakeup threshold at shutdown.
+func TestShardedDrainer(t *testing.T) {
+	rings, w, s := newShardedDrain(t)
 	if s.NumShards() != len(rings) {
 		t.Errorf("NumShards %d for %d rings", s.NumShards(), len(rings))
 	}
@@ -89,20 +97,7 @@ func TestShardedDrainer(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.RunInto(ctx, lanes) }()
 
-	var producers []<-chan struct{}
-	for cpu := range runtime.NumCPU() {
-		producers = append(producers, onCPU(cpu, func() {
-			for range 20 {
-				if err := w.run(200); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}))
-	}
-	for _, p := range producers {
-		<-p
-	}
+	writeOnEveryCPU(t, w)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("RunInto: %v", err)
@@ -131,13 +126,7 @@ func TestShardedDrainer(t *testing.T) {
 // with Run, whose emit is called from every shard's goroutine: every
 // record arrives once, in order per CPU.
 func TestShardedDrainerRun(t *testing.T) {
-	outer, rings := newShards(t, 256<<10)
-	w := newShardWriter(t, outer, writerOptions{wakeup: 4 << 10})
-	s, err := ringbuf.NewShardedDrainer(rings, decodeTestRecord, ringbuf.DrainOptions{Poll: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, w, s := newShardedDrain(t)
 	c := newSeqCheck()
 	var mu sync.Mutex
 	ctx, cancel := context.WithCancel(context.Background())
@@ -149,6 +138,20 @@ func TestShardedDrainerRun(t *testing.T) {
 			mu.Unlock()
 		})
 	}()
+	writeOnEveryCPU(t, w)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	c.check(t, w, 0)
+	if st := s.Stats(); st.Records != c.received || st.DecodeErrors != 0 || st.Dropped != 0 {
+		t.Errorf("Stats %+v, received %d", st, c.received)
+	}
+}
+
+// writeOnEveryCPU has w write 4,000 records on every CPU at once, each
+// CPU into its own ring, and returns when all are written.
+func writeOnEveryCPU(t *testing.T, w *writer) {
 	var producers []<-chan struct{}
 	for cpu := range runtime.NumCPU() {
 		producers = append(producers, onCPU(cpu, func() {
@@ -162,14 +165,6 @@ func TestShardedDrainerRun(t *testing.T) {
 	}
 	for _, p := range producers {
 		<-p
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	c.check(t, w, 0)
-	if st := s.Stats(); st.Records != c.received || st.DecodeErrors != 0 || st.Dropped != 0 {
-		t.Errorf("Stats %+v, received %d", st, c.received)
 	}
 }
 
