@@ -4,11 +4,18 @@
 /*
  * process: a ring-buffer record per exec, per process exit, and per new
  * process (fork), from BTF-typed scheduler tracepoints, which need no
- * tracefs.
+ * tracefs. Their task arguments are BTF-typed pointers: fields are read
+ * with plain loads (CO-RE relocated), not bpf_probe_read_kernel calls.
  */
 #include "common.h"
 #include <bpf/bpf_tracing.h>
-#include <bpf/bpf_core_read.h>
+
+/* copy_comm copies a task's name in two 8-byte loads. */
+static __always_inline void copy_comm(char *dst, const struct task_struct *task)
+{
+	*(__u64 *)&dst[0] = *(const __u64 *)&task->comm[0];
+	*(__u64 *)&dst[8] = *(const __u64 *)&task->comm[8];
+}
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
@@ -17,11 +24,11 @@ int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_
 
 	if (!r)
 		return 0;
-	r->pid = BPF_CORE_READ(task, pid);
-	r->tgid = BPF_CORE_READ(task, tgid);
+	r->pid = task->pid;
+	r->tgid = task->tgid;
 	r->other = old_pid;
 	r->code = 0;
-	BPF_CORE_READ_STR_INTO(&r->comm, task, comm);
+	copy_comm(r->comm, task);
 	record_submit(PROG_EXEC, r);
 	return 0;
 }
@@ -37,11 +44,11 @@ int BPF_PROG(handle_exit, struct task_struct *task, bool group_dead)
 	r = record_reserve(PROG_EXIT, RECORD_EXIT, struct process_record);
 	if (!r)
 		return 0;
-	r->pid = BPF_CORE_READ(task, pid);
-	r->tgid = BPF_CORE_READ(task, tgid);
+	r->pid = task->pid;
+	r->tgid = task->tgid;
 	r->other = 0;
-	r->code = BPF_CORE_READ(task, signal, group_exit_code) ?: BPF_CORE_READ(task, exit_code);
-	BPF_CORE_READ_STR_INTO(&r->comm, task, comm);
+	r->code = task->signal->group_exit_code ?: task->exit_code;
+	copy_comm(r->comm, task);
 	record_submit(PROG_EXIT, r);
 	return 0;
 }
@@ -51,18 +58,18 @@ SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
 	struct process_record *r;
-	pid_t pid = BPF_CORE_READ(child, pid);
+	pid_t pid = child->pid;
 
-	if (pid != BPF_CORE_READ(child, tgid))
+	if (pid != child->tgid)
 		return 0;
 	r = record_reserve(PROG_FORK, RECORD_FORK, struct process_record);
 	if (!r)
 		return 0;
 	r->pid = pid;
 	r->tgid = pid;
-	r->other = BPF_CORE_READ(parent, tgid);
+	r->other = parent->tgid;
 	r->code = 0;
-	BPF_CORE_READ_STR_INTO(&r->comm, child, comm);
+	copy_comm(r->comm, child);
 	record_submit(PROG_FORK, r);
 	return 0;
 }
