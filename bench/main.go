@@ -380,6 +380,34 @@ type report struct {
 	Elapsed     time.Duration
 }
 
+// programCostTable lists BenchmarkProgramCosts by program: its run time
+// per run next to the empty and ring_only programs on its tracepoint.
+func programCostTable(stats []*Stat) *Table {
+	t := &Table{Head: []string{"collector", "program", "runs per op", "bpf-ns/run", "empty program", "ring_only program"}}
+	const prefix = "ProgramCosts/"
+	for _, s := range stats {
+		if !strings.HasSuffix(s.Pkg, "bpf") || !strings.HasPrefix(s.Name, prefix) || strings.Contains(strings.TrimPrefix(s.Name, prefix), "/") {
+			continue
+		}
+		col := strings.TrimPrefix(s.Name, prefix)
+		floor := func(kind, prog string) string {
+			f := Find(stats, "bpf", s.Name+"/"+kind)
+			if f == nil {
+				return "–"
+			}
+			return Num(f.get("bpf-ns/" + prog))
+		}
+		for _, u := range s.Units {
+			prog, ok := strings.CutPrefix(u, "bpf-ns/")
+			if !ok {
+				continue
+			}
+			t.Add(col, prog, Num(s.get("runs/"+prog)), Num(s.get(u))+s.spread(u), floor("empty", prog), floor("ring_only", prog))
+		}
+	}
+	return t
+}
+
 // subsetTable lists the benchmarks whose name starts with prefix, with the
 // units given, in that order.
 func subsetTable(stats []*Stat, pkg, prefix string, units []string) *Table {
@@ -439,6 +467,9 @@ func (r *report) Markdown() string {
 	}
 	if t := subsetTable(r.Stats, "bpf", "NetPacket/", []string{"ns/op", "bpf-ns/packet"}); len(t.Rows) > 0 {
 		w("Network collector, per packet (`BenchmarkNetPacket`):\n\n%s\n", t.Markdown())
+	}
+	if t := programCostTable(r.Stats); len(t.Rows) > 0 {
+		w("The other collectors' programs (`BenchmarkProgramCosts`), each collector attached alone under an op that makes its events: spawning `/bin/true` (process), a loopback TCP connection and a connect to a closed port (tcp), a UDP datagram to a closed port (skb), a byte passed to another thread and back through pipes (runq). bpf-ns/run is the program's run time per run (bpf_stats on); *empty* and *ring_only* are programs assembled in the test and attached to the same tracepoints: one that only returns, and a bare reserve, zero and submit of a 48-byte record. These events come far apart, so each run starts with its code and data out of the caches: *ring_only* is the least any program writing a record per such event costs here. The OOM program is left out (an OOM kill per op is no benchmark).\n\n%s\n", t.Markdown())
 	}
 
 	w("## End to end\n\n")

@@ -124,3 +124,29 @@ func TestOverflowCount(t *testing.T) {
 		t.Error("the overflow series counted as the load's comm")
 	}
 }
+
+func TestProgramCostTable(t *testing.T) {
+	const out = `pkg: github.com/bpfstatd/bpfstatd/bpf
+BenchmarkProgramCosts/process-2         	     200	   1112580 ns/op	       597.1 bpf-ns/exec	       680.0 bpf-ns/exit	         1.000 runs/exec	         1.000 runs/exit
+BenchmarkProgramCosts/process/empty-2   	     200	    986279 ns/op	        81.83 bpf-ns/exec	        88.08 bpf-ns/exit	         1.000 runs/exec	         1.000 runs/exit
+BenchmarkProgramCosts/process/ring_only-2         	     200	    958106 ns/op	       342.1 bpf-ns/exec	       430.9 bpf-ns/exit	         1.000 runs/exec	         1.000 runs/exit
+BenchmarkProgramCosts/runq-2                      	     200	     52893 ns/op	       359.5 bpf-ns/runq_switch	         4.505 runs/runq_switch
+`
+	samples, err := ParseBench(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := programCostTable(Summarize(samples)).Markdown()
+	for _, want := range []string{
+		"| process | exec | 1.00 | 597 | 81.8 | 342 |",
+		"| process | exit | 1.00 | 680 | 88.1 | 431 |",
+		"| runq | runq_switch | 4.50 | 360 | – | – |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no row %q in\n%s", want, got)
+		}
+	}
+	if n := strings.Count(got, "\n"); n != 2+3 {
+		t.Errorf("%d lines, want 5:\n%s", n, got)
+	}
+}

@@ -75,6 +75,9 @@ func (t *tracing) attach(name string, progs ...*ebpf.Program) error {
 	return nil
 }
 
+// attached returns every program attached once.
+func (t *tracing) attached() []*ebpf.Program { return t.progs }
+
 func (t *tracing) detach(name string) error {
 	var errs []error
 	for _, l := range t.links {

@@ -157,13 +157,22 @@ func BenchmarkSyscallHooks(b *testing.B) {
 
 // floorProgram returns a sys_enter program that does nothing.
 func floorProgram(b *testing.B) *ebpf.Program {
-	return sysEnterProgram(b, asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()})
+	return sysEnterProgram(b, floorInsns())
 }
+
+// floorInsns is a program that only returns.
+func floorInsns() asm.Instructions { return asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()} }
 
 // ringOnlyProgram returns a sys_enter program that reserves a record of
 // by_process's size in events, fills it with zeros and submits it without
 // a wakeup.
 func ringOnlyProgram(b *testing.B, events *ebpf.Map) *ebpf.Program {
+	return sysEnterProgram(b, ringOnlyInsns(events))
+}
+
+// ringOnlyInsns is a program that reserves a record of by_process's size
+// in events, fills it with zeros and submits it without a wakeup.
+func ringOnlyInsns(events *ebpf.Map) asm.Instructions {
 	insns := asm.Instructions{
 		asm.LoadMapPtr(asm.R1, events.FD()),
 		asm.Mov.Imm(asm.R2, bpf.SyscallRecordSize),
@@ -181,15 +190,21 @@ func ringOnlyProgram(b *testing.B, events *ebpf.Map) *ebpf.Program {
 		asm.FnRingbufSubmit.Call(),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
 		asm.Return())
-	return sysEnterProgram(b, insns)
+	return insns
 }
 
 // sysEnterProgram loads a BTF-typed sys_enter program, closed when b ends.
 func sysEnterProgram(b *testing.B, insns asm.Instructions) *ebpf.Program {
-	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
-		AttachTo: "sys_enter", License: "GPL", Instructions: insns})
+	return tracepointProgram(b, "sys_enter", "", insns)
+}
+
+// tracepointProgram loads a program named name for BTF-typed tracepoint
+// hook, closed when b ends.
+func tracepointProgram(b *testing.B, hook, name string, insns asm.Instructions) *ebpf.Program {
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: name, Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
+		AttachTo: hook, License: "GPL", Instructions: insns})
 	if err != nil {
-		b.Fatalf("load sys_enter program: %v", err)
+		b.Fatalf("load %s program: %v", hook, err)
 	}
 	b.Cleanup(func() { p.Close() })
 	return p
