@@ -13,6 +13,11 @@
  *
  * Every record carries the socket's network namespace; records of a socket
  * whose connect() was seen also carry the name of the task that called it.
+ *
+ * The tracepoints' sockets and skbs are BTF-typed pointers: their fields
+ * are read with plain loads (CO-RE relocated), not bpf_probe_read_kernel
+ * calls, except where the verifier knows the pointer as another type than
+ * the one read (inet_sock, tcp_skb_cb) and for packet bytes.
  */
 #include "common.h"
 #include "kernel_net_sock.h"
@@ -56,17 +61,17 @@ static __always_inline struct tcp_record *tcp_reserve(__u32 prog, __u8 event)
  * request and time-wait sockets share. */
 static __always_inline void fill_common(struct tcp_record *r, const struct sock_common *c)
 {
-	r->family = BPF_CORE_READ(c, skc_family);
-	r->state = BPF_CORE_READ(c, skc_state);
-	r->lport = BPF_CORE_READ(c, skc_num);
-	r->rport = bpf_ntohs(BPF_CORE_READ(c, skc_dport));
-	r->netns = BPF_CORE_READ(c, skc_net.net, ns.inum);
+	r->family = c->skc_family;
+	r->state = c->skc_state;
+	r->lport = c->skc_num;
+	r->rport = bpf_ntohs(c->skc_dport);
+	r->netns = c->skc_net.net->ns.inum;
 	if (r->family == AF_INET) {
-		BPF_CORE_READ_INTO((__be32 *)r->laddr, c, skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__be32 *)r->raddr, c, skc_daddr);
+		*(__be32 *)r->laddr = c->skc_rcv_saddr;
+		*(__be32 *)r->raddr = c->skc_daddr;
 	} else if (r->family == AF_INET6) {
-		BPF_CORE_READ_INTO((struct in6_addr *)r->laddr, c, skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO((struct in6_addr *)r->raddr, c, skc_v6_daddr);
+		__builtin_memcpy(r->laddr, &c->skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(r->raddr, &c->skc_v6_daddr, 16);
 	}
 }
 
@@ -92,8 +97,8 @@ static __always_inline void fill_sock(struct tcp_record *r, const struct sock *s
  * from the receiver, and the namespace of the device it came in on. */
 static __always_inline void fill_skb(struct tcp_record *r, const struct sk_buff *skb)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	unsigned char *nh = head + BPF_CORE_READ(skb, network_header);
+	unsigned char *head = skb->head;
+	unsigned char *nh = head + skb->network_header;
 	struct tcphdr th;
 	__u8 version;
 
@@ -118,11 +123,11 @@ static __always_inline void fill_skb(struct tcp_record *r, const struct sk_buff 
 	} else {
 		return;
 	}
-	if (bpf_probe_read_kernel(&th, sizeof(th), head + BPF_CORE_READ(skb, transport_header)))
+	if (bpf_probe_read_kernel(&th, sizeof(th), head + skb->transport_header))
 		return;
 	r->lport = bpf_ntohs(th.dest);
 	r->rport = bpf_ntohs(th.source);
-	r->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	r->netns = skb->dev->nd_net.net->ns.inum;
 }
 
 /* Counts each retransmitted TCP skb, with the segments it carries (as
@@ -202,7 +207,7 @@ int BPF_PROG(handle_state, const struct sock *sk, const int oldstate, const int 
 	struct tcp_owner *o;
 	__u8 event;
 
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	if (newstate == TCP_SYN_SENT) {
 		/* In connect(), in the caller's context. */
