@@ -58,7 +58,7 @@ type Packer struct {
 	gen   uint64
 	stats PackerStats
 
-	lines2 []lineParts // rendered heads and tails, by Key
+	rendered []lineParts // rendered heads and tails, by Key
 	ws     []weighted  // bucket scratch
 	vs     []float64   // value scratch
 	unit   []byte      // type and rate written after each value (multiRepeat)
@@ -225,15 +225,15 @@ type lineParts struct {
 // parts returns the rendered parts of series k, rendering them the first
 // time.
 func (p *Packer) parts(k Key, s *series) *lineParts {
-	if int(k) < len(p.lines2) && p.lines2[k].head != "" && p.lines2[k].gen == s.gen {
-		return &p.lines2[k]
+	if int(k) < len(p.rendered) && p.rendered[k].head != "" && p.rendered[k].gen == s.gen {
+		return &p.rendered[k]
 	}
 	return p.render(k, s)
 }
 
 func (p *Packer) render(k Key, s *series) *lineParts {
-	for int(k) >= len(p.lines2) {
-		p.lines2 = append(p.lines2, lineParts{})
+	for int(k) >= len(p.rendered) {
+		p.rendered = append(p.rendered, lineParts{})
 	}
 	var b []byte
 	b = p.appendHead(b, s)
@@ -242,8 +242,8 @@ func (p *Packer) render(k Key, s *series) *lineParts {
 	all := string(b)
 	line := make([]byte, len(all), max(len(all)+maxIntLen, blockLen))
 	copy(line, all)
-	p.lines2[k] = lineParts{head: all[:n], tail: all[n:], class: s.m.prio.class(), gen: s.gen, line: line}
-	return &p.lines2[k]
+	p.rendered[k] = lineParts{head: all[:n], tail: all[n:], class: s.m.prio.class(), gen: s.gen, line: line}
+	return &p.rendered[k]
 }
 
 // fit makes lp.line n bytes long, with the tail at its end.
@@ -261,8 +261,8 @@ func (p *Packer) counter(k Key, s *series, v int64) {
 		return
 	}
 	var lp *lineParts // p.parts, inlined by hand for the hot path
-	if int(k) < len(p.lines2) && p.lines2[k].gen == s.gen && p.lines2[k].head != "" {
-		lp = &p.lines2[k]
+	if int(k) < len(p.rendered) && p.rendered[k].gen == s.gen && p.rendered[k].head != "" {
+		lp = &p.rendered[k]
 	} else {
 		lp = p.render(k, s)
 	}
