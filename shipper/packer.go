@@ -59,10 +59,10 @@ type Packer struct {
 	stats PackerStats
 
 	rendered []lineParts // rendered heads and tails, by Key
-	ws     []weighted  // bucket scratch
-	vs     []float64   // value scratch
-	unit   []byte      // type and rate written after each value (multiRepeat)
-	end    []byte      // what ends a line after its values
+	ws       []weighted  // bucket scratch
+	vs       []float64   // value scratch
+	unit     []byte      // type and rate written after each value (multiRepeat)
+	end      []byte      // what ends a line after its values
 }
 
 // NewPacker returns a Packer handing datagrams to sink.
