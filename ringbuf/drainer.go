@@ -108,6 +108,8 @@ type Drainer[T any] struct {
 	overwritten      uint64 // the sink's Overwritten count, last seen
 	_                cpu.CacheLinePad
 
+	syncer syncer // for Sync, from any goroutine
+
 	// Read by any goroutine.
 	unmapMu                               sync.RWMutex // Fill against Close
 	closed                                atomic.Bool
@@ -192,15 +194,18 @@ func (d *Drainer[T]) run(ctx context.Context, sink *Ring[T], hand func([]T)) err
 	}
 	defer d.endRun()
 	defer d.publish()
+	d.syncer.setRunning(true)
+	defer d.syncer.setRunning(false)
 	if ctx.Err() == nil {
 		stop := context.AfterFunc(ctx, func() { _ = d.waiter.wake() })
 		defer stop()
 	}
 	deadline := time.Now().Add(d.poll)
 	for {
-		// Look at ctx before reading: a read that starts after ctx is
-		// done finds everything written before.
+		// Look at ctx and at the syncs asked for before reading: a read
+		// that starts after finds everything written before.
 		done := ctx.Err() != nil
+		gen := d.syncer.want()
 		full, err := d.step(sink, hand, DrainBatch)
 		switch {
 		case err != nil:
@@ -212,6 +217,7 @@ func (d *Drainer[T]) run(ctx context.Context, sink *Ring[T], hand func([]T)) err
 		case done:
 			return nil
 		}
+		d.syncer.serve(gen) // the counts are published: the batch was not full
 		// The ring is empty, or its next sample is still being written:
 		// sleep until a wakeup or the timer.
 		now := time.Now()

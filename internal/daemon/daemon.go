@@ -145,7 +145,17 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	flush := func(final bool) (unread uint64) {
-		iv, err := p.flush(sh, drain, health.Level(), final)
+		// The ring's fill is taken before the drain catches up: it is
+		// what the interval left behind, the health monitor's signal.
+		d := drainAt{drain, drain.Fill()}
+		if !final {
+			syncCtx, cancel := context.WithTimeout(ctx, syncWait)
+			if err := drain.Sync(syncCtx); err != nil && ctx.Err() == nil {
+				log.Debug("drain before flush", "err", err)
+			}
+			cancel()
+		}
+		iv, err := p.flush(sh, d, health.Level(), final)
 		if err != nil {
 			log.Warn("ship metrics", "err", err)
 		}
@@ -191,11 +201,24 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 	return errors.Join(err, drainErr, adminErr)
 }
 
+// syncWait bounds the wait, before each flush, for the drain to read what
+// the ring holds; what it has not read by then goes with the next flush.
+const syncWait = 100 * time.Millisecond
+
+// drainAt is a drain whose Fill is the one taken before the flush.
+type drainAt struct {
+	recordDrain
+	fill float64
+}
+
+func (d drainAt) Fill() float64 { return d.fill }
+
 // recordDrain reads the kernel's ring records into the pipeline: a
 // [ringbuf.Drainer] of the one ring, or a [ringbuf.ShardedDrainer] of the
 // rings of each CPU.
 type recordDrain interface {
 	Run(ctx context.Context, emit func(*bpf.Record)) error
+	Sync(ctx context.Context) error
 	Stats() ringbuf.DrainStats
 	Fill() float64
 	Close() error
