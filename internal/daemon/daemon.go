@@ -173,7 +173,8 @@ func runDaemon(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 			continue
 		case <-tick.C:
 		}
-		// Runs that quiet CPUs hold go out with the next interval.
+		// Runs that quiet CPUs hold go to the ring, for the drain before
+		// the flush to read.
 		for _, s := range srcs {
 			if f, ok := s.collector().(bpf.RunFlusher); ok {
 				if err := f.FlushRuns(); err != nil {
