@@ -32,12 +32,3 @@ func (t *Tracing) Attach(progs ...*ebpf.Program) error { return t.attach("test",
 
 // Detach detaches them.
 func (t *Tracing) Detach() error { return t.detach("test") }
-
-// AttachedPrograms returns the tracing programs collector c has attached
-// (any but the syscalls collector's), for their run-time statistics.
-func AttachedPrograms(c Collector) []*ebpf.Program {
-	if t, ok := c.(interface{ attached() []*ebpf.Program }); ok {
-		return t.attached()
-	}
-	return nil
-}

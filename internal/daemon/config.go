@@ -76,7 +76,7 @@ var errHelp = errors.New("help requested")
 // DefaultPoll is --poll's default. The reader drains the ring before every
 // flush and when the kernel wakes it, so its timer only bounds how long
 // records below the wakeup threshold wait between flushes: each timer
-// wakeup costs CPU even on an idle host (10 ms cost 1.3% of a core here).
+// wakeup costs CPU even on an idle host.
 const DefaultPoll = 100 * time.Millisecond
 
 // ByProcessRingSize is the ring size when --syscalls-by-process is on and

@@ -1,0 +1,12 @@
+package bpf
+
+import "github.com/cilium/ebpf"
+
+// AttachedPrograms returns the tracing programs collector c has attached
+// (any but the syscalls collector's), for their run-time statistics.
+func AttachedPrograms(c Collector) []*ebpf.Program {
+	if t, ok := c.(interface{ attached() []*ebpf.Program }); ok {
+		return t.attached()
+	}
+	return nil
+}
