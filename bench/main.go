@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -391,31 +392,63 @@ type report struct {
 }
 
 // programCostTable lists BenchmarkProgramCosts by program: its run time
-// per run next to the empty and ring_only programs on its tracepoint.
+// per run next to the empty and ring_only programs on its tracepoint, which
+// split it into what entering any program costs there, the reserve and
+// submit of a record, and the program's own work; and, for ring-buffer
+// programs, the
+// same program submitting with default wakeup flags.
 func programCostTable(stats []*Stat) *Table {
-	t := &Table{Head: []string{"collector", "program", "runs per op", "bpf-ns/run", "empty program", "ring_only program"}}
+	t := &Table{Head: []string{"collector", "program", "runs per op", "bpf-ns/run", "empty program", "ring_only program",
+		"reserve + submit (ring_only − empty)", "own work (run − ring_only)",
+		"flags 0 bpf-ns/run", "flags 0 ÷ bpfstatd", "IRQ work per op: bpfstatd, flags 0"}}
+	for _, c := range programCosts(stats) {
+		dash := func(v float64) string {
+			if math.IsNaN(v) {
+				return "–"
+			}
+			return Num(v)
+		}
+		ratio, irq := "–", "–"
+		if !math.IsNaN(c.wake) {
+			ratio = fmt.Sprintf("%.2f×", c.wake/c.run)
+			irq = Num(c.irq) + ", " + Num(c.wakeIRQ)
+		}
+		t.Add(c.collector, c.program, Num(c.runs), Num(c.run)+c.spread, dash(c.empty), dash(c.ring),
+			dash(c.ring-c.empty), dash(c.run-c.ring), dash(c.wake), ratio, irq)
+	}
+	return t
+}
+
+// A programCost is one program's figures from BenchmarkProgramCosts; NaN
+// where its collector has no such sub-benchmark.
+type programCost struct {
+	collector, program, spread string
+	runs, run, empty, ring     float64
+	wake, irq, wakeIRQ         float64 // with flags 0; IRQ work per op
+}
+
+// programCosts collects BenchmarkProgramCosts by program.
+func programCosts(stats []*Stat) []programCost {
 	const prefix = "ProgramCosts/"
+	var costs []programCost
 	for _, s := range stats {
 		if !strings.HasSuffix(s.Pkg, "bpf") || !strings.HasPrefix(s.Name, prefix) || strings.Contains(strings.TrimPrefix(s.Name, prefix), "/") {
 			continue
 		}
-		col := strings.TrimPrefix(s.Name, prefix)
-		floor := func(kind, prog string) string {
-			f := Find(stats, "bpf", s.Name+"/"+kind)
-			if f == nil {
-				return "–"
-			}
-			return Num(f.get("bpf-ns/" + prog))
-		}
+		sub := func(kind, unit string) float64 { return Find(stats, "bpf", s.Name+"/"+kind).get(unit) }
 		for _, u := range s.Units {
 			prog, ok := strings.CutPrefix(u, "bpf-ns/")
 			if !ok {
 				continue
 			}
-			t.Add(col, prog, Num(s.get("runs/"+prog)), Num(s.get(u))+s.spread(u), floor("empty", prog), floor("ring_only", prog))
+			costs = append(costs, programCost{
+				collector: strings.TrimPrefix(s.Name, prefix), program: prog, spread: s.spread(u),
+				runs: s.get("runs/" + prog), run: s.get(u), empty: sub("empty", u), ring: sub("ring_only", u),
+				wake: sub("default_wakeup", u), irq: s.get("irq-work/op"), wakeIRQ: sub("default_wakeup", "irq-work/op"),
+			})
 		}
 	}
-	return t
+	return costs
 }
 
 // subsetTable lists the benchmarks whose name starts with prefix, with the
@@ -479,7 +512,7 @@ func (r *report) Markdown() string {
 		w("Network collector, per packet (`BenchmarkNetPacket`):\n\n%s\n", t.Markdown())
 	}
 	if t := programCostTable(r.Stats); len(t.Rows) > 0 {
-		w("The other collectors' programs (`BenchmarkProgramCosts`), each collector attached alone under an op that makes its events: spawning `/bin/true` (process), a loopback TCP connection and a connect to a closed port (tcp), a UDP datagram to a closed port (skb), a byte passed to another thread and back through pipes (runq). bpf-ns/run is the program's run time per run (bpf_stats on); *empty* and *ring_only* are programs assembled in the test and attached to the same tracepoints: one that only returns, and a bare reserve, zero and submit of a 48-byte record. These events come far apart, so each run starts with its code and data out of the caches: *ring_only* is the least any program writing a record per such event costs here. The OOM program is left out (an OOM kill per op is no benchmark).\n\n%s\n", t.Markdown())
+		w("The other collectors' programs (`BenchmarkProgramCosts`), each collector attached alone under an op that makes its events: spawning `/bin/true` (process), a loopback TCP connection and a connect to a closed port (tcp), a UDP datagram to a closed port (skb), a byte passed to another thread and back through pipes (runq). bpf-ns/run is the program's run time per run (bpf_stats on); *empty* and *ring_only* are programs assembled in the test and attached to the same tracepoints: one that only returns, and a bare reserve, zero and submit of a 48-byte record. These events come far apart, so each run starts with its code and data out of the caches: *ring_only* is the least any program writing a record per such event costs here. Together they split a program's run time: entering a program (empty), reserving and submitting a record (ring_only − empty), and the program's own work (the rest). *flags 0* is the same collector submitting every record with the kernel's default wakeup flags, drained by cilium's `Reader`: a record wakes the reader (IRQ work) when the reader has caught up, as it has between events far apart. IRQ work per op counts every CPU's, over the measured ops. The OOM program is left out (an OOM kill per op is no benchmark).\n\n%s\n", t.Markdown())
 	}
 
 	w("## End to end\n\n")
@@ -638,7 +671,64 @@ func (r *report) targets() *Table {
 				verdict(ratio >= 5 && !math.IsNaN(ratio)))
 		}
 	}
+	ringProgramTargets(t, programCosts(r.Stats), verdict)
 	return t
+}
+
+// ringProgramTargets adds the run-time and wakeup targets of the ring-buffer
+// programs that BenchmarkProgramCosts measured against default wakeup flags
+// (process and tcp), with the floors that explain their run time.
+func ringProgramTargets(t *Table, costs []programCost, verdict func(bool) string) {
+	var runs, ratios, irqs, collectors []string
+	worst, least := 0.0, math.Inf(1)
+	ring, empty := span{}, span{}
+	for _, c := range costs {
+		if math.IsNaN(c.wake) {
+			continue
+		}
+		if !slices.Contains(collectors, c.collector) {
+			collectors = append(collectors, c.collector)
+			irqs = append(irqs, fmt.Sprintf("%s %s against %s", c.collector, Num(c.wakeIRQ), Num(c.irq)))
+		}
+		runs = append(runs, c.program+" "+Num(c.run))
+		ratios = append(ratios, fmt.Sprintf("%s %.2f× (%s ns)", c.program, c.wake/c.run, Num(c.wake)))
+		worst, least = max(worst, c.run), min(least, c.wake/c.run)
+		ring.add(c.ring)
+		empty.add(c.empty)
+	}
+	if len(runs) == 0 {
+		return
+	}
+	which := strings.Join(collectors, ", ")
+	t.Add("other ring-buffer programs ("+which+") ≤ 200 ns/event (bpf/cost_test.go)",
+		fmt.Sprintf("%s ns. On the same tracepoints a bare reserve and submit (ring_only) costs %s ns and a program that only returns (empty) %s ns: these events come far apart, so every run starts with cold caches (each program's split is under Kernel cost per program)",
+			strings.Join(runs, ", "), ring, empty),
+		verdict(worst <= 200))
+	t.Add("other ring-buffer programs ("+which+") ≥ 5× less than submitting with flags 0 (cilium's Reader; bpf/cost_test.go)",
+		fmt.Sprintf("%s. Flags 0 wake the reader (IRQ work) only when it has caught up: IRQ work per op with flags 0 against bpfstatd's policy: %s",
+			strings.Join(ratios, ", "), strings.Join(irqs, "; ")),
+		verdict(least >= 5))
+}
+
+// A span is the range of some figures, printed as "lo–hi".
+type span struct{ lo, hi float64 }
+
+// add widens the span to v, unless v is NaN.
+func (s *span) add(v float64) {
+	switch {
+	case math.IsNaN(v):
+	case s.lo == 0 && s.hi == 0:
+		s.lo, s.hi = v, v
+	default:
+		s.lo, s.hi = min(s.lo, v), max(s.hi, v)
+	}
+}
+
+func (s span) String() string {
+	if s.lo == s.hi {
+		return Num(s.lo)
+	}
+	return Num(s.lo) + "–" + Num(s.hi)
 }
 
 // kernelSplit explains a by_process cost of v ns per event with the

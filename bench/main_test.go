@@ -127,7 +127,8 @@ func TestOverflowCount(t *testing.T) {
 
 func TestProgramCostTable(t *testing.T) {
 	const out = `pkg: github.com/bpfstatd/bpfstatd/bpf
-BenchmarkProgramCosts/process-2         	     200	   1112580 ns/op	       597.1 bpf-ns/exec	       680.0 bpf-ns/exit	         1.000 runs/exec	         1.000 runs/exit
+BenchmarkProgramCosts/process-2         	     200	   1112580 ns/op	       597.1 bpf-ns/exec	       680.0 bpf-ns/exit	         0 irq-work/op	         1.000 runs/exec	         1.000 runs/exit
+BenchmarkProgramCosts/process/default_wakeup-2         	     200	   1212580 ns/op	       5971 bpf-ns/exec	       8160 bpf-ns/exit	         2.000 irq-work/op	         1.000 runs/exec	         1.000 runs/exit
 BenchmarkProgramCosts/process/empty-2   	     200	    986279 ns/op	        81.83 bpf-ns/exec	        88.08 bpf-ns/exit	         1.000 runs/exec	         1.000 runs/exit
 BenchmarkProgramCosts/process/ring_only-2         	     200	    958106 ns/op	       342.1 bpf-ns/exec	       430.9 bpf-ns/exit	         1.000 runs/exec	         1.000 runs/exit
 BenchmarkProgramCosts/runq-2                      	     200	     52893 ns/op	       359.5 bpf-ns/runq_switch	         4.505 runs/runq_switch
@@ -136,11 +137,12 @@ BenchmarkProgramCosts/runq-2                      	     200	     52893 ns/op	   
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := programCostTable(Summarize(samples)).Markdown()
+	stats := Summarize(samples)
+	got := programCostTable(stats).Markdown()
 	for _, want := range []string{
-		"| process | exec | 1.00 | 597 | 81.8 | 342 |",
-		"| process | exit | 1.00 | 680 | 88.1 | 431 |",
-		"| runq | runq_switch | 4.50 | 360 | – | – |",
+		"| process | exec | 1.00 | 597 | 81.8 | 342 | 260 | 255 | 5971 | 10.00× | 0, 2.00 |",
+		"| process | exit | 1.00 | 680 | 88.1 | 431 | 343 | 249 | 8160 | 12.00× | 0, 2.00 |",
+		"| runq | runq_switch | 4.50 | 360 | – | – | – | – | – | – | – |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("no row %q in\n%s", want, got)
@@ -148,5 +150,19 @@ BenchmarkProgramCosts/runq-2                      	     200	     52893 ns/op	   
 	}
 	if n := strings.Count(got, "\n"); n != 2+3 {
 		t.Errorf("%d lines, want 5:\n%s", n, got)
+	}
+
+	targets := &Table{Head: []string{"target", "measured", "verdict"}}
+	ringProgramTargets(targets, programCosts(stats), func(ok bool) string { return map[bool]string{true: "met", false: "missed"}[ok] })
+	md := targets.Markdown()
+	for _, want := range []string{
+		"| other ring-buffer programs (process) ≤ 200 ns/event (bpf/cost_test.go) | exec 597, exit 680 ns. On the same tracepoints a bare reserve and submit (ring_only) costs 342–431 ns and a program that only returns (empty) 81.8–88.1 ns",
+		"| missed |",
+		"| other ring-buffer programs (process) ≥ 5× less than submitting with flags 0 (cilium's Reader; bpf/cost_test.go) | exec 10.00× (5971 ns), exit 12.00× (8160 ns).",
+		"process 2.00 against 0 | met |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("no %q in\n%s", want, md)
+		}
 	}
 }

@@ -29,6 +29,7 @@ const (
 	blockMapLedger         = "ledger"
 	blockProgBlockComplete = "block_complete"
 	blockProgBlockIssue    = "block_issue"
+	blockVarDefaultWakeup  = "default_wakeup"
 	blockVarRingShards     = "ring_shards"
 	blockVarSampleRate     = "sample_rate"
 	blockVarWakeupBytes    = "wakeup_bytes"
@@ -95,9 +96,10 @@ type blockMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockVariableSpecs struct {
-	RingShards  *ebpf.VariableSpec `ebpf:"ring_shards"`
-	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
-	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	DefaultWakeup *ebpf.VariableSpec `ebpf:"default_wakeup"`
+	RingShards    *ebpf.VariableSpec `ebpf:"ring_shards"`
+	SampleRate    *ebpf.VariableSpec `ebpf:"sample_rate"`
+	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // blockObjects contains all objects after they have been loaded into the kernel.
@@ -141,9 +143,10 @@ func (m *blockMaps) Close() error {
 //
 // It can be passed to loadBlockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockVariables struct {
-	RingShards  *ebpf.Variable `ebpf:"ring_shards"`
-	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
-	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
+	DefaultWakeup *ebpf.Variable `ebpf:"default_wakeup"`
+	RingShards    *ebpf.Variable `ebpf:"ring_shards"`
+	SampleRate    *ebpf.Variable `ebpf:"sample_rate"`
+	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // blockPrograms contains all programs after they have been loaded into the kernel.

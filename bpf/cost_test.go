@@ -36,7 +36,13 @@ type costHook struct{ tracepoint, program string }
 // op that makes its events: ns/op is the op with the collector attached
 // (statistics off), and for every program that ran, bpf-ns/<program> is
 // its run time per run over costWindow ops with kernel.bpf_stats_enabled
-// on, runs/<program> its runs per op.
+// on, runs/<program> its runs per op, and irq-work/op the IRQ work
+// interrupts (reader wakeups among them) per op over that window.
+//
+// <collector>/default_wakeup (ring-buffer collectors) is the same
+// collector submitting every record with flags 0, the kernel's default
+// wakeup, drained by cilium's ringbuf.Reader: between events far apart the
+// reader has caught up and sleeps, so each record wakes it.
 //
 // These events come far apart (an exec every few hundred microseconds), so
 // each run starts with its instructions and data out of the CPU's caches.
@@ -67,18 +73,15 @@ func BenchmarkProgramCosts(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			sh := costShared(b)
-			col, err := c.load(sh)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer col.Close()
-			sh.ReleaseBTF()
-			if err := col.Attach(); err != nil {
-				b.Fatal(err)
-			}
-			measureCosts(b, c.op(b), bpf.AttachedPrograms(col), stats)
+			measureCollector(b, c, costShared(b, drainer), stats)
 		})
+		if c.ring {
+			b.Run(c.name+"/default_wakeup", func(b *testing.B) {
+				sh := costShared(b, ciliumReader)
+				sh.UseDefaultWakeup()
+				measureCollector(b, c, sh, stats)
+			})
+		}
 		for _, floor := range []string{"empty", "ring_only"} {
 			if floor == "ring_only" && !c.ring {
 				continue
@@ -90,7 +93,7 @@ func BenchmarkProgramCosts(b *testing.B) {
 				return ringOnlyInsns(sh.Events())
 			}
 			b.Run(c.name+"/"+floor, func(b *testing.B) {
-				sh := costShared(b)
+				sh := costShared(b, drainer)
 				var progs []*ebpf.Program
 				for _, h := range c.hooks {
 					p := tracepointProgram(b, h.tracepoint, h.program, insns(sh))
@@ -103,15 +106,30 @@ func BenchmarkProgramCosts(b *testing.B) {
 	}
 }
 
-// costShared returns shared maps with a 1 MiB ring that the daemon's
-// reader drains until b ends.
-func costShared(b *testing.B) *bpf.Shared {
+// measureCollector loads and attaches c's collector on sh and measures its
+// programs.
+func measureCollector(b *testing.B, c costCase, sh *bpf.Shared, stats func(on bool)) {
+	col, err := c.load(sh)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer col.Close()
+	sh.ReleaseBTF()
+	if err := col.Attach(); err != nil {
+		b.Fatal(err)
+	}
+	measureCosts(b, c.op(b), bpf.AttachedPrograms(col), stats)
+}
+
+// costShared returns shared maps with a 1 MiB ring that reader (drainer,
+// the daemon's, or ciliumReader) drains until b ends.
+func costShared(b *testing.B, reader func(testing.TB, *bpf.Shared) func()) *bpf.Shared {
 	sh, err := bpf.NewShared(bpf.RingOptions{Size: 1 << 20})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { sh.Close() })
-	b.Cleanup(drainer(b, sh)) // runs first
+	b.Cleanup(reader(b, sh)) // runs first
 	return sh
 }
 
@@ -130,9 +148,11 @@ func measureCosts(b *testing.B, op func(), progs []*ebpf.Program, stats func(on 
 		}
 		before[i] = *s
 	}
+	irq := irqWork()
 	for range costWindow {
 		op()
 	}
+	b.ReportMetric(float64(irqWork()-irq)/costWindow, "irq-work/op")
 	for i, p := range progs {
 		s, err := p.Stats()
 		if err != nil {

@@ -10,3 +10,8 @@ func AttachedPrograms(c Collector) []*ebpf.Program {
 	}
 	return nil
 }
+
+// UseDefaultWakeup makes the collectors loaded after it submit their
+// records with flags 0, the kernel's default wakeup, instead of the
+// wakeup policy of [RingOptions].
+func (s *Shared) UseDefaultWakeup() { s.defaultWakeup = true }

@@ -29,15 +29,16 @@ type netNetKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	netMapEvents       = "events"
-	netMapEventsShards = "events_shards"
-	netMapLedger       = "ledger"
-	netMapNetCounters  = "net_counters"
-	netProgNetEgress   = "net_egress"
-	netProgNetIngress  = "net_ingress"
-	netVarRingShards   = "ring_shards"
-	netVarSampleRate   = "sample_rate"
-	netVarWakeupBytes  = "wakeup_bytes"
+	netMapEvents        = "events"
+	netMapEventsShards  = "events_shards"
+	netMapLedger        = "ledger"
+	netMapNetCounters   = "net_counters"
+	netProgNetEgress    = "net_egress"
+	netProgNetIngress   = "net_ingress"
+	netVarDefaultWakeup = "default_wakeup"
+	netVarRingShards    = "ring_shards"
+	netVarSampleRate    = "sample_rate"
+	netVarWakeupBytes   = "wakeup_bytes"
 )
 
 // loadNet returns the embedded CollectionSpec for net.
@@ -100,9 +101,10 @@ type netMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type netVariableSpecs struct {
-	RingShards  *ebpf.VariableSpec `ebpf:"ring_shards"`
-	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
-	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	DefaultWakeup *ebpf.VariableSpec `ebpf:"default_wakeup"`
+	RingShards    *ebpf.VariableSpec `ebpf:"ring_shards"`
+	SampleRate    *ebpf.VariableSpec `ebpf:"sample_rate"`
+	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // netObjects contains all objects after they have been loaded into the kernel.
@@ -144,9 +146,10 @@ func (m *netMaps) Close() error {
 //
 // It can be passed to loadNetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netVariables struct {
-	RingShards  *ebpf.Variable `ebpf:"ring_shards"`
-	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
-	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
+	DefaultWakeup *ebpf.Variable `ebpf:"default_wakeup"`
+	RingShards    *ebpf.Variable `ebpf:"ring_shards"`
+	SampleRate    *ebpf.Variable `ebpf:"sample_rate"`
+	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // netPrograms contains all programs after they have been loaded into the kernel.

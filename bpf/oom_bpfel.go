@@ -16,13 +16,14 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	oomMapEvents       = "events"
-	oomMapEventsShards = "events_shards"
-	oomMapLedger       = "ledger"
-	oomProgHandleOom   = "handle_oom"
-	oomVarRingShards   = "ring_shards"
-	oomVarSampleRate   = "sample_rate"
-	oomVarWakeupBytes  = "wakeup_bytes"
+	oomMapEvents        = "events"
+	oomMapEventsShards  = "events_shards"
+	oomMapLedger        = "ledger"
+	oomProgHandleOom    = "handle_oom"
+	oomVarDefaultWakeup = "default_wakeup"
+	oomVarRingShards    = "ring_shards"
+	oomVarSampleRate    = "sample_rate"
+	oomVarWakeupBytes   = "wakeup_bytes"
 )
 
 // loadOom returns the embedded CollectionSpec for oom.
@@ -83,9 +84,10 @@ type oomMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type oomVariableSpecs struct {
-	RingShards  *ebpf.VariableSpec `ebpf:"ring_shards"`
-	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
-	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	DefaultWakeup *ebpf.VariableSpec `ebpf:"default_wakeup"`
+	RingShards    *ebpf.VariableSpec `ebpf:"ring_shards"`
+	SampleRate    *ebpf.VariableSpec `ebpf:"sample_rate"`
+	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // oomObjects contains all objects after they have been loaded into the kernel.
@@ -125,9 +127,10 @@ func (m *oomMaps) Close() error {
 //
 // It can be passed to loadOomObjects or ebpf.CollectionSpec.LoadAndAssign.
 type oomVariables struct {
-	RingShards  *ebpf.Variable `ebpf:"ring_shards"`
-	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
-	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
+	DefaultWakeup *ebpf.Variable `ebpf:"default_wakeup"`
+	RingShards    *ebpf.Variable `ebpf:"ring_shards"`
+	SampleRate    *ebpf.Variable `ebpf:"sample_rate"`
+	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // oomPrograms contains all programs after they have been loaded into the kernel.

@@ -16,15 +16,16 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	processMapEvents       = "events"
-	processMapEventsShards = "events_shards"
-	processMapLedger       = "ledger"
-	processProgHandleExec  = "handle_exec"
-	processProgHandleExit  = "handle_exit"
-	processProgHandleFork  = "handle_fork"
-	processVarRingShards   = "ring_shards"
-	processVarSampleRate   = "sample_rate"
-	processVarWakeupBytes  = "wakeup_bytes"
+	processMapEvents        = "events"
+	processMapEventsShards  = "events_shards"
+	processMapLedger        = "ledger"
+	processProgHandleExec   = "handle_exec"
+	processProgHandleExit   = "handle_exit"
+	processProgHandleFork   = "handle_fork"
+	processVarDefaultWakeup = "default_wakeup"
+	processVarRingShards    = "ring_shards"
+	processVarSampleRate    = "sample_rate"
+	processVarWakeupBytes   = "wakeup_bytes"
 )
 
 // loadProcess returns the embedded CollectionSpec for process.
@@ -87,9 +88,10 @@ type processMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type processVariableSpecs struct {
-	RingShards  *ebpf.VariableSpec `ebpf:"ring_shards"`
-	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
-	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	DefaultWakeup *ebpf.VariableSpec `ebpf:"default_wakeup"`
+	RingShards    *ebpf.VariableSpec `ebpf:"ring_shards"`
+	SampleRate    *ebpf.VariableSpec `ebpf:"sample_rate"`
+	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // processObjects contains all objects after they have been loaded into the kernel.
@@ -129,9 +131,10 @@ func (m *processMaps) Close() error {
 //
 // It can be passed to loadProcessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type processVariables struct {
-	RingShards  *ebpf.Variable `ebpf:"ring_shards"`
-	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
-	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
+	DefaultWakeup *ebpf.Variable `ebpf:"default_wakeup"`
+	RingShards    *ebpf.Variable `ebpf:"ring_shards"`
+	SampleRate    *ebpf.Variable `ebpf:"sample_rate"`
+	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // processPrograms contains all programs after they have been loaded into the kernel.

@@ -30,6 +30,7 @@ const (
 	runqProgRunqSwitch    = "runq_switch"
 	runqProgRunqWakeup    = "runq_wakeup"
 	runqProgRunqWakeupNew = "runq_wakeup_new"
+	runqVarDefaultWakeup  = "default_wakeup"
 	runqVarRingShards     = "ring_shards"
 	runqVarSampleRate     = "sample_rate"
 	runqVarWakeupBytes    = "wakeup_bytes"
@@ -97,9 +98,10 @@ type runqMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type runqVariableSpecs struct {
-	RingShards  *ebpf.VariableSpec `ebpf:"ring_shards"`
-	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
-	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	DefaultWakeup *ebpf.VariableSpec `ebpf:"default_wakeup"`
+	RingShards    *ebpf.VariableSpec `ebpf:"ring_shards"`
+	SampleRate    *ebpf.VariableSpec `ebpf:"sample_rate"`
+	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // runqObjects contains all objects after they have been loaded into the kernel.
@@ -143,9 +145,10 @@ func (m *runqMaps) Close() error {
 //
 // It can be passed to loadRunqObjects or ebpf.CollectionSpec.LoadAndAssign.
 type runqVariables struct {
-	RingShards  *ebpf.Variable `ebpf:"ring_shards"`
-	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
-	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
+	DefaultWakeup *ebpf.Variable `ebpf:"default_wakeup"`
+	RingShards    *ebpf.Variable `ebpf:"ring_shards"`
+	SampleRate    *ebpf.Variable `ebpf:"sample_rate"`
+	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // runqPrograms contains all programs after they have been loaded into the kernel.

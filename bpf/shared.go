@@ -55,6 +55,7 @@ type Shared struct {
 	shardRings     []*ebpf.Map // with Shards, in CPU order
 	shardSize      uint32
 	wakeupBytes    uint64
+	defaultWakeup  bool // submits pass flags 0 (only to measure against)
 	btf            *btf.Cache
 }
 
@@ -167,6 +168,11 @@ func (s *Shared) load(name string, spec *ebpf.CollectionSpec, to any) error {
 	if v, ok := spec.Variables["wakeup_bytes"]; ok {
 		if err := v.Set(s.wakeupBytes); err != nil {
 			return fmt.Errorf("load %s collector: set wakeup threshold: %w", name, err)
+		}
+	}
+	if v, ok := spec.Variables["default_wakeup"]; ok {
+		if err := v.Set(s.defaultWakeup); err != nil {
+			return fmt.Errorf("load %s collector: set default wakeup: %w", name, err)
 		}
 	}
 	cache := s.btf

@@ -21,6 +21,7 @@ const (
 	skbMapLedger          = "ledger"
 	skbMapSkbDrops        = "skb_drops"
 	skbProgHandleKfreeSkb = "handle_kfree_skb"
+	skbVarDefaultWakeup   = "default_wakeup"
 	skbVarRingShards      = "ring_shards"
 	skbVarSampleRate      = "sample_rate"
 	skbVarWakeupBytes     = "wakeup_bytes"
@@ -85,9 +86,10 @@ type skbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type skbVariableSpecs struct {
-	RingShards  *ebpf.VariableSpec `ebpf:"ring_shards"`
-	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
-	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	DefaultWakeup *ebpf.VariableSpec `ebpf:"default_wakeup"`
+	RingShards    *ebpf.VariableSpec `ebpf:"ring_shards"`
+	SampleRate    *ebpf.VariableSpec `ebpf:"sample_rate"`
+	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // skbObjects contains all objects after they have been loaded into the kernel.
@@ -129,9 +131,10 @@ func (m *skbMaps) Close() error {
 //
 // It can be passed to loadSkbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type skbVariables struct {
-	RingShards  *ebpf.Variable `ebpf:"ring_shards"`
-	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
-	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
+	DefaultWakeup *ebpf.Variable `ebpf:"default_wakeup"`
+	RingShards    *ebpf.Variable `ebpf:"ring_shards"`
+	SampleRate    *ebpf.Variable `ebpf:"sample_rate"`
+	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // skbPrograms contains all programs after they have been loaded into the kernel.

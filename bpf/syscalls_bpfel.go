@@ -46,6 +46,7 @@ const (
 	syscallsProgCountSyscall    = "count_syscall"
 	syscallsProgFlushSyscallRun = "flush_syscall_run"
 	syscallsProgRecordSyscall   = "record_syscall"
+	syscallsVarDefaultWakeup    = "default_wakeup"
 	syscallsVarRecordMode       = "record_mode"
 	syscallsVarRingShards       = "ring_shards"
 	syscallsVarSampleRate       = "sample_rate"
@@ -114,10 +115,11 @@ type syscallsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type syscallsVariableSpecs struct {
-	RecordMode  *ebpf.VariableSpec `ebpf:"record_mode"`
-	RingShards  *ebpf.VariableSpec `ebpf:"ring_shards"`
-	SampleRate  *ebpf.VariableSpec `ebpf:"sample_rate"`
-	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	DefaultWakeup *ebpf.VariableSpec `ebpf:"default_wakeup"`
+	RecordMode    *ebpf.VariableSpec `ebpf:"record_mode"`
+	RingShards    *ebpf.VariableSpec `ebpf:"ring_shards"`
+	SampleRate    *ebpf.VariableSpec `ebpf:"sample_rate"`
+	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // syscallsObjects contains all objects after they have been loaded into the kernel.
@@ -161,10 +163,11 @@ func (m *syscallsMaps) Close() error {
 //
 // It can be passed to loadSyscallsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type syscallsVariables struct {
-	RecordMode  *ebpf.Variable `ebpf:"record_mode"`
-	RingShards  *ebpf.Variable `ebpf:"ring_shards"`
-	SampleRate  *ebpf.Variable `ebpf:"sample_rate"`
-	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
+	DefaultWakeup *ebpf.Variable `ebpf:"default_wakeup"`
+	RecordMode    *ebpf.Variable `ebpf:"record_mode"`
+	RingShards    *ebpf.Variable `ebpf:"ring_shards"`
+	SampleRate    *ebpf.Variable `ebpf:"sample_rate"`
+	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // syscallsPrograms contains all programs after they have been loaded into the kernel.

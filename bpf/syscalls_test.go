@@ -40,7 +40,8 @@ func callRare(n, invalid int) error {
 }
 
 // onNamedThread runs f on an OS thread of its own, named name unless name
-// is empty; the thread exits afterwards. It returns the thread's id.
+// is empty; the thread exits afterwards, or, if it is the process's main
+// thread (which Go keeps), gets its name back. It returns the thread's id.
 func onNamedThread(tb testing.TB, name string, f func() error) (tid int) {
 	tb.Helper()
 	type result struct {
@@ -51,11 +52,20 @@ func onNamedThread(tb testing.TB, name string, f func() error) (tid int) {
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
 		if name != "" {
+			var old [16]byte // TASK_COMM_LEN
+			if err := unix.Prctl(unix.PR_GET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0); err != nil {
+				done <- result{err: err}
+				return
+			}
 			b := append([]byte(name), 0)
 			if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0, 0, 0); err != nil {
 				done <- result{err: err}
 				return
 			}
+			tid, err := unix.Gettid(), f()
+			unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0)
+			done <- result{tid, err}
+			return
 		}
 		done <- result{unix.Gettid(), f()}
 	}()

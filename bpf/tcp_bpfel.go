@@ -31,6 +31,7 @@ const (
 	tcpProgHandleRetransmitSynack = "handle_retransmit_synack"
 	tcpProgHandleSendReset        = "handle_send_reset"
 	tcpProgHandleState            = "handle_state"
+	tcpVarDefaultWakeup           = "default_wakeup"
 	tcpVarResetHasReason          = "reset_has_reason"
 	tcpVarRetransmitHasErr        = "retransmit_has_err"
 	tcpVarRingShards              = "ring_shards"
@@ -101,6 +102,7 @@ type tcpMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpVariableSpecs struct {
+	DefaultWakeup    *ebpf.VariableSpec `ebpf:"default_wakeup"`
 	ResetHasReason   *ebpf.VariableSpec `ebpf:"reset_has_reason"`
 	RetransmitHasErr *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
 	RingShards       *ebpf.VariableSpec `ebpf:"ring_shards"`
@@ -147,6 +149,7 @@ func (m *tcpMaps) Close() error {
 //
 // It can be passed to loadTcpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpVariables struct {
+	DefaultWakeup    *ebpf.Variable `ebpf:"default_wakeup"`
 	ResetHasReason   *ebpf.Variable `ebpf:"reset_has_reason"`
 	RetransmitHasErr *ebpf.Variable `ebpf:"retransmit_has_err"`
 	RingShards       *ebpf.Variable `ebpf:"ring_shards"`

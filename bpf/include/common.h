@@ -19,6 +19,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * collects them. */
 volatile const __u64 wakeup_bytes = 64 * 1024;
 
+/* Set by the loader only to measure the wakeup policy against: submits
+ * pass flags 0, the kernel's default, which wakes a reader that has caught
+ * up on every record. */
+volatile const bool default_wakeup = false;
+
 /* Changed at run time by the daemon: each CPU keeps one event in
  * sample_rate of each program (deterministically, by its seen count). */
 volatile __u32 sample_rate = 1;
@@ -137,13 +142,19 @@ static __always_inline void *reserve_record(__u32 prog, __u32 kind, __u64 size)
 	return h;
 }
 
+/* record_submit submits a reserved record, waking the reader only when
+ * wakeup_bytes are queued, and counts it as emitted. */
 static __always_inline void record_submit(__u32 prog, void *r)
 {
-	void *ring = event_ring(); /* the one reserved from: same CPU */
-	__u64 flags = ring && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= wakeup_bytes
-			      ? BPF_RB_FORCE_WAKEUP
-			      : BPF_RB_NO_WAKEUP;
+	void *ring;
+	__u64 flags = 0;
 
+	if (!default_wakeup) {
+		ring = event_ring(); /* the one reserved from: same CPU */
+		flags = ring && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+				? BPF_RB_FORCE_WAKEUP
+				: BPF_RB_NO_WAKEUP;
+	}
 	bpf_ringbuf_submit(r, flags);
 	ledger_emitted(prog, 1);
 }
