@@ -86,20 +86,6 @@ func BucketBounds(i int) (lo, hi uint64) {
 	return 1 << (i - 1), 1 << i
 }
 
-// BucketMidpoint returns the value that stands for bucket i when its counts
-// are shipped as samples: 0 for bucket 0, 1 for bucket 1 ([1, 2)), and
-// 3·2^(i-2), the middle of [2^(i-1), 2^i), for i ≥ 2, the last bucket
-// included.
-func BucketMidpoint(i int) float64 {
-	switch {
-	case i <= 0:
-		return 0
-	case i == 1:
-		return 1
-	}
-	return 3 * float64(uint64(1)<<(min(i, HistSlots-1)-2))
-}
-
 // sumHist sums per-CPU copies of a histogram.
 func sumHist(perCPU []Hist) Hist {
 	var h Hist

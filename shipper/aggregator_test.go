@@ -235,3 +235,11 @@ func TestAggregatorEvictIdle(t *testing.T) {
 		t.Error("no key")
 	}
 }
+
+func TestBucketMidpoint(t *testing.T) {
+	for i, want := range map[int]float64{-1: 0, 0: 0, 1: 1, 2: 3, 3: 6, 11: 1536, 64: 3 << 62} {
+		if got := BucketMidpoint(i); got != want {
+			t.Errorf("BucketMidpoint(%d) = %g, want %g", i, got, want)
+		}
+	}
+}
