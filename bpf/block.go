@@ -17,8 +17,8 @@ import (
 //
 // Metric: host.block.latency, a distribution (|d) of nanoseconds, tagged
 // disk:<name> with the name from [DiskName]: each non-empty bucket of an
-// interval's counts ([Hist.Sub] of two reads) ships as its
-// [BucketMidpoint] with sample rate 1/count.
+// interval's counts ([Hist.Sub] of two reads) ships as its midpoint
+// (shipper.BucketMidpoint) with sample rate 1/count.
 //
 // Both of its maps are bounded: requests in flight (10240) and disks
 // ([MaxDisks]). A request issued while the first is full, or completed on

@@ -13,8 +13,8 @@ import (
 //
 // Metric: host.runq.latency, a distribution (|d) of nanoseconds, no tags
 // beyond the global ones: each non-empty bucket of an interval's counts
-// ([Hist.Sub] of two reads) ships as its [BucketMidpoint] with sample rate
-// 1/count.
+// ([Hist.Sub] of two reads) ships as its midpoint (shipper.BucketMidpoint)
+// with sample rate 1/count.
 //
 // Its drop ledger ([ProgRunq]) counts seen = emitted + ring_full: a wait
 // that could not be timed because the map of waiting tasks (10240 entries)
