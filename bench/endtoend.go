@@ -12,12 +12,17 @@ import (
 
 // A point is one end-to-end run at one target rate.
 type point struct {
-	Target     float64 // syscalls/s asked of the generator; 0: as fast as it can
-	Threads    int     // generator threads
-	MaxLevel   int     // highest throttle level seen during the load
-	GCAll      gcStats // every GC since the daemon started
-	Err        string
-	Load       loadResult
+	Target   float64 // syscalls/s asked of the generator; 0: as fast as it can
+	Threads  int     // generator threads
+	MaxLevel int     // highest throttle level seen during the load
+	GCAll    gcStats // every GC since the daemon started
+	Err      string
+	Load     loadResult
+	// Kernel is the kernel's own count of the generator threads' syscalls
+	// (a [commCounter]), the Go runtime's on them included: the truth
+	// received is held to. KernelErr says why there is none.
+	Kernel     uint64
+	KernelErr  string
 	Received   uint64  // by-process count for the generator's comm at the receiver
 	Background float64 // by-process events/s of everything else, just before the load
 	KernelRate float64 // syscall events/s the daemon saw during the load (all comms)
@@ -59,9 +64,27 @@ func (p *point) NSPerEvent() float64 {
 
 func (p *point) GenRate() float64 { return float64(p.Load.Syscalls()) / p.Load.Elapsed.Seconds() }
 
-// Missing is generated minus received (negative: more arrived, e.g. the
-// runtime's own signal returns on the generator thread).
-func (p *point) Missing() int64 { return int64(p.Load.Syscalls()) - int64(p.Received) }
+// Truth is the kernel's count of the generator threads' syscalls, or,
+// without one, the generator's own count, which misses the Go runtime's
+// syscalls on its threads (signal returns, mostly).
+func (p *point) Truth() uint64 {
+	if p.KernelErr != "" {
+		return p.Load.Syscalls()
+	}
+	return p.Kernel
+}
+
+// truthName says what [point.Truth] counted.
+func (p *point) truthName() string {
+	if p.KernelErr != "" {
+		return "generated"
+	}
+	return "counted by the kernel"
+}
+
+// Missing is the truth minus received (negative: more arrived than the
+// truth counted, which only the generator's own count allows).
+func (p *point) Missing() int64 { return int64(p.Truth()) - int64(p.Received) }
 
 // Unaccounted is what is missing beyond what the drop ledger counted: the
 // events the full ring lost (each record at its sample rate stands for
@@ -101,7 +124,7 @@ func runEndToEnd(bin, dir string, rates []float64, dur, flush, prof time.Duratio
 			log.Printf("end to end: %s: %s", rateName(r), p.Err)
 		} else {
 			log.Printf("end to end: %s: generated %.0f/s, received %d of %d, daemon CPU %.1f%%, RSS %.1f MB, p99 %s",
-				rateName(r), p.GenRate(), p.Received, p.Load.Syscalls(), p.CPU, float64(p.RSSMax)/(1<<20), p.P99)
+				rateName(r), p.GenRate(), p.Received, p.Truth(), p.CPU, float64(p.RSSMax)/(1<<20), p.P99)
 		}
 		pts = append(pts, p)
 	}
@@ -147,6 +170,17 @@ func runPoint(bin, dir string, rate float64, dur, flush, prof time.Duration) *po
 	p.Threads = 1
 	if rate == 0 || rate > 600_000 {
 		p.Threads = 2 // one thread with the probe tops out below 1 M/s here
+	}
+	// The kernel's count costs each syscall of the generator a filtered
+	// perf event: the unpaced run goes without, so as to measure the most
+	// the daemon gets.
+	var counter *commCounter
+	if rate == 0 {
+		p.KernelErr = "not counted at max rate"
+	} else if counter, err = newCommCounter(loadComm); err != nil {
+		p.KernelErr = err.Error()
+	} else {
+		defer counter.close()
 	}
 	go func() { done <- runLoad(rate, dur+prof, p.Threads) }()
 	loadStart := time.Now()
@@ -208,6 +242,11 @@ func runPoint(bin, dir string, rate float64, dur, flush, prof time.Duration) *po
 	p.GCAll = readGC(d.stderr, 0)
 	p.Received = rcv.load.Load()
 	p.Overflow = rcv.overflow.Load()
+	if counter != nil { // the generator's threads have exited
+		if p.Kernel, err = counter.count(); err != nil {
+			p.KernelErr = err.Error()
+		}
+	}
 	if n, err := rcv.socketDrops(); err != nil {
 		p.RcvErr = err.Error()
 	} else {
@@ -238,11 +277,18 @@ func rcvDrops(p *point) string {
 	return strconv.FormatUint(p.RcvDrops, 10)
 }
 
+func kernelCount(p *point) string {
+	if p.KernelErr != "" {
+		return "none: " + p.KernelErr
+	}
+	return strconv.FormatUint(p.Kernel, 10)
+}
+
 func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
 // e2eTable renders the end-to-end points.
 func e2eTable(pts []*point) *Table {
-	t := &Table{Head: []string{"target", "threads", "generated/s", "daemon saw events/s (all comms)", "throttle level: max, end (flush ×2^level)", "daemon CPU % of a core", "daemon CPU ns per event seen", "RSS max MB", "Go heap MB", "latency p50", "latency p99", "kernel sampling 1 in", "generated", "received", "missing", "ring_full (all)", "ring_full events (all)", "sampled_out", "user-space drops", "by_process overflow series", "receiver socket drops (datagrams)", "unaccounted", "background events/s"}}
+	t := &Table{Head: []string{"target", "threads", "generated/s", "daemon saw events/s (all comms)", "throttle level: max, end (flush ×2^level)", "daemon CPU % of a core", "daemon CPU ns per event seen", "RSS max MB", "Go heap MB", "latency p50", "latency p99", "kernel sampling 1 in", "generated", "kernel count", "received", "missing", "ring_full (all)", "ring_full events (all)", "sampled_out", "user-space drops", "by_process overflow series", "receiver socket drops (datagrams)", "unaccounted", "background events/s"}}
 	for _, p := range pts {
 		if p.Err != "" {
 			t.Add(rateName(p.Target), "error: "+p.Err)
@@ -251,8 +297,8 @@ func e2eTable(pts []*point) *Table {
 		t.Add(rateName(p.Target), strconv.Itoa(p.Threads), Num(p.GenRate()), Num(p.KernelRate), fmt.Sprintf("%d, %d", max(p.MaxLevel, p.Throttle), p.Throttle), fmt.Sprintf("%.1f", p.CPU), Num(p.NSPerEvent()),
 			fmt.Sprintf("%.1f", float64(p.RSSMax)/(1<<20)), fmt.Sprintf("%.1f", float64(p.Heap)/(1<<20)),
 			latency(p, p.P50), latency(p, p.P99), strconv.Itoa(int(max(p.SampleRate, 1))),
-			strconv.FormatUint(p.Load.Syscalls(), 10), strconv.FormatUint(p.Received, 10),
-			fmt.Sprintf("%d (%.2f%%)", p.Missing(), 100*float64(p.Missing())/math.Max(1, float64(p.Load.Syscalls()))),
+			strconv.FormatUint(p.Load.Syscalls(), 10), kernelCount(p), strconv.FormatUint(p.Received, 10),
+			fmt.Sprintf("%d (%.2f%%)", p.Missing(), 100*float64(p.Missing())/math.Max(1, float64(p.Truth()))),
 			strconv.FormatUint(p.RingFull, 10), strconv.FormatUint(p.RingFullEvents, 10), strconv.FormatUint(p.Sampled, 10), strconv.FormatUint(p.UserDrops, 10),
 			strconv.FormatUint(p.Overflow, 10), rcvDrops(p), strconv.FormatInt(p.Unaccounted(), 10), Num(p.Background))
 	}

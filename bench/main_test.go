@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // sample is real `go test -bench` output, trimmed, with a log line and a
@@ -164,5 +165,23 @@ BenchmarkProgramCosts/runq-2                      	     200	     52893 ns/op	   
 		if !strings.Contains(md, want) {
 			t.Errorf("no %q in\n%s", want, md)
 		}
+	}
+}
+
+func TestPointTruth(t *testing.T) {
+	p := &point{Load: loadResult{Calls: 100, Sleeps: 10, Elapsed: time.Second}, Kernel: 115, Received: 112, RingFull: 2}
+	if p.Truth() != 115 || p.Missing() != 3 || p.Unaccounted() != 1 {
+		t.Errorf("with a kernel count: truth %d, missing %d, unaccounted %d; want 115, 3, 1", p.Truth(), p.Missing(), p.Unaccounted())
+	}
+	row := e2eTable([]*point{p}).Markdown()
+	if !strings.Contains(row, "| 110 | 115 | 112 | 3 (2.61%) |") {
+		t.Errorf("no generated, kernel count, received and missing in\n%s", row)
+	}
+	p.KernelErr = "no tracefs"
+	if p.Truth() != 110 || p.Missing() != -2 || p.Unaccounted() != 0 {
+		t.Errorf("without: truth %d, missing %d, unaccounted %d; want 110, -2, 0", p.Truth(), p.Missing(), p.Unaccounted())
+	}
+	if row := e2eTable([]*point{p}).Markdown(); !strings.Contains(row, "| 110 | none: no tracefs | 112 |") {
+		t.Errorf("no missing kernel count in\n%s", row)
 	}
 }
