@@ -20,8 +20,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 volatile const __u64 wakeup_bytes = 64 * 1024;
 
 /* Set by the loader only to measure the wakeup policy against: submits
- * pass flags 0, the kernel's default, which wakes a reader that has caught
- * up on every record. */
+ * pass flags 0, the kernel's default, which wakes the reader for every
+ * record it finds the reader caught up for. */
 volatile const bool default_wakeup = false;
 
 /* Changed at run time by the daemon: each CPU keeps one event in
