@@ -27,6 +27,7 @@ const (
 	blockMapEvents         = "events"
 	blockMapEventsShards   = "events_shards"
 	blockMapLedger         = "ledger"
+	blockMapWakeupJiffy    = "wakeup_jiffy"
 	blockProgBlockComplete = "block_complete"
 	blockProgBlockIssue    = "block_issue"
 	blockVarDefaultWakeup  = "default_wakeup"
@@ -90,6 +91,7 @@ type blockMapSpecs struct {
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	EventsShards *ebpf.MapSpec `ebpf:"events_shards"`
 	Ledger       *ebpf.MapSpec `ebpf:"ledger"`
+	WakeupJiffy  *ebpf.MapSpec `ebpf:"wakeup_jiffy"`
 }
 
 // blockVariableSpecs contains global variables before they are loaded into the kernel.
@@ -127,6 +129,7 @@ type blockMaps struct {
 	Events       *ebpf.Map `ebpf:"events"`
 	EventsShards *ebpf.Map `ebpf:"events_shards"`
 	Ledger       *ebpf.Map `ebpf:"ledger"`
+	WakeupJiffy  *ebpf.Map `ebpf:"wakeup_jiffy"`
 }
 
 func (m *blockMaps) Close() error {
@@ -136,6 +139,7 @@ func (m *blockMaps) Close() error {
 		m.Events,
 		m.EventsShards,
 		m.Ledger,
+		m.WakeupJiffy,
 	)
 }
 

@@ -33,6 +33,7 @@ const (
 	netMapEventsShards  = "events_shards"
 	netMapLedger        = "ledger"
 	netMapNetCounters   = "net_counters"
+	netMapWakeupJiffy   = "wakeup_jiffy"
 	netProgNetEgress    = "net_egress"
 	netProgNetIngress   = "net_ingress"
 	netVarDefaultWakeup = "default_wakeup"
@@ -95,6 +96,7 @@ type netMapSpecs struct {
 	EventsShards *ebpf.MapSpec `ebpf:"events_shards"`
 	Ledger       *ebpf.MapSpec `ebpf:"ledger"`
 	NetCounters  *ebpf.MapSpec `ebpf:"net_counters"`
+	WakeupJiffy  *ebpf.MapSpec `ebpf:"wakeup_jiffy"`
 }
 
 // netVariableSpecs contains global variables before they are loaded into the kernel.
@@ -131,6 +133,7 @@ type netMaps struct {
 	EventsShards *ebpf.Map `ebpf:"events_shards"`
 	Ledger       *ebpf.Map `ebpf:"ledger"`
 	NetCounters  *ebpf.Map `ebpf:"net_counters"`
+	WakeupJiffy  *ebpf.Map `ebpf:"wakeup_jiffy"`
 }
 
 func (m *netMaps) Close() error {
@@ -139,6 +142,7 @@ func (m *netMaps) Close() error {
 		m.EventsShards,
 		m.Ledger,
 		m.NetCounters,
+		m.WakeupJiffy,
 	)
 }
 

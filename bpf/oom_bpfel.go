@@ -19,6 +19,7 @@ const (
 	oomMapEvents        = "events"
 	oomMapEventsShards  = "events_shards"
 	oomMapLedger        = "ledger"
+	oomMapWakeupJiffy   = "wakeup_jiffy"
 	oomProgHandleOom    = "handle_oom"
 	oomVarDefaultWakeup = "default_wakeup"
 	oomVarRingShards    = "ring_shards"
@@ -78,6 +79,7 @@ type oomMapSpecs struct {
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	EventsShards *ebpf.MapSpec `ebpf:"events_shards"`
 	Ledger       *ebpf.MapSpec `ebpf:"ledger"`
+	WakeupJiffy  *ebpf.MapSpec `ebpf:"wakeup_jiffy"`
 }
 
 // oomVariableSpecs contains global variables before they are loaded into the kernel.
@@ -113,6 +115,7 @@ type oomMaps struct {
 	Events       *ebpf.Map `ebpf:"events"`
 	EventsShards *ebpf.Map `ebpf:"events_shards"`
 	Ledger       *ebpf.Map `ebpf:"ledger"`
+	WakeupJiffy  *ebpf.Map `ebpf:"wakeup_jiffy"`
 }
 
 func (m *oomMaps) Close() error {
@@ -120,6 +123,7 @@ func (m *oomMaps) Close() error {
 		m.Events,
 		m.EventsShards,
 		m.Ledger,
+		m.WakeupJiffy,
 	)
 }
 

@@ -19,6 +19,7 @@ const (
 	processMapEvents        = "events"
 	processMapEventsShards  = "events_shards"
 	processMapLedger        = "ledger"
+	processMapWakeupJiffy   = "wakeup_jiffy"
 	processProgHandleExec   = "handle_exec"
 	processProgHandleExit   = "handle_exit"
 	processProgHandleFork   = "handle_fork"
@@ -82,6 +83,7 @@ type processMapSpecs struct {
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	EventsShards *ebpf.MapSpec `ebpf:"events_shards"`
 	Ledger       *ebpf.MapSpec `ebpf:"ledger"`
+	WakeupJiffy  *ebpf.MapSpec `ebpf:"wakeup_jiffy"`
 }
 
 // processVariableSpecs contains global variables before they are loaded into the kernel.
@@ -117,6 +119,7 @@ type processMaps struct {
 	Events       *ebpf.Map `ebpf:"events"`
 	EventsShards *ebpf.Map `ebpf:"events_shards"`
 	Ledger       *ebpf.Map `ebpf:"ledger"`
+	WakeupJiffy  *ebpf.Map `ebpf:"wakeup_jiffy"`
 }
 
 func (m *processMaps) Close() error {
@@ -124,6 +127,7 @@ func (m *processMaps) Close() error {
 		m.Events,
 		m.EventsShards,
 		m.Ledger,
+		m.WakeupJiffy,
 	)
 }
 

@@ -27,6 +27,7 @@ const (
 	runqMapLedger         = "ledger"
 	runqMapRunqHist       = "runq_hist"
 	runqMapRunqStart      = "runq_start"
+	runqMapWakeupJiffy    = "wakeup_jiffy"
 	runqProgRunqSwitch    = "runq_switch"
 	runqProgRunqWakeup    = "runq_wakeup"
 	runqProgRunqWakeupNew = "runq_wakeup_new"
@@ -92,6 +93,7 @@ type runqMapSpecs struct {
 	Ledger       *ebpf.MapSpec `ebpf:"ledger"`
 	RunqHist     *ebpf.MapSpec `ebpf:"runq_hist"`
 	RunqStart    *ebpf.MapSpec `ebpf:"runq_start"`
+	WakeupJiffy  *ebpf.MapSpec `ebpf:"wakeup_jiffy"`
 }
 
 // runqVariableSpecs contains global variables before they are loaded into the kernel.
@@ -129,6 +131,7 @@ type runqMaps struct {
 	Ledger       *ebpf.Map `ebpf:"ledger"`
 	RunqHist     *ebpf.Map `ebpf:"runq_hist"`
 	RunqStart    *ebpf.Map `ebpf:"runq_start"`
+	WakeupJiffy  *ebpf.Map `ebpf:"wakeup_jiffy"`
 }
 
 func (m *runqMaps) Close() error {
@@ -138,6 +141,7 @@ func (m *runqMaps) Close() error {
 		m.Ledger,
 		m.RunqHist,
 		m.RunqStart,
+		m.WakeupJiffy,
 	)
 }
 

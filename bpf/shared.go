@@ -17,9 +17,10 @@ type RingOptions struct {
 	// Size of the ring in bytes: a power of two and a multiple of the page
 	// size. Zero means [DefaultRingSize].
 	Size uint32
-	// WakeupBytes is how many queued bytes make a submit wake the reader;
-	// below it, records are submitted with BPF_RB_NO_WAKEUP and wait for the
-	// reader's timer. Zero means a quarter of Size; 1 wakes on every record.
+	// WakeupBytes is how many queued bytes make a submit wake the reader,
+	// at most once a jiffy on each CPU, however many records follow; below
+	// it, records are submitted with BPF_RB_NO_WAKEUP and wait for the
+	// reader's timer. Zero means a quarter of Size; 1 wakes on any record.
 	WakeupBytes uint64
 	// Shards gives each possible CPU a ring of its own, of Size bytes, that
 	// programs on that CPU write to: CPUs then never contend on one ring,

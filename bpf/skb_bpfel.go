@@ -20,6 +20,7 @@ const (
 	skbMapEventsShards    = "events_shards"
 	skbMapLedger          = "ledger"
 	skbMapSkbDrops        = "skb_drops"
+	skbMapWakeupJiffy     = "wakeup_jiffy"
 	skbProgHandleKfreeSkb = "handle_kfree_skb"
 	skbVarDefaultWakeup   = "default_wakeup"
 	skbVarRingShards      = "ring_shards"
@@ -80,6 +81,7 @@ type skbMapSpecs struct {
 	EventsShards *ebpf.MapSpec `ebpf:"events_shards"`
 	Ledger       *ebpf.MapSpec `ebpf:"ledger"`
 	SkbDrops     *ebpf.MapSpec `ebpf:"skb_drops"`
+	WakeupJiffy  *ebpf.MapSpec `ebpf:"wakeup_jiffy"`
 }
 
 // skbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -116,6 +118,7 @@ type skbMaps struct {
 	EventsShards *ebpf.Map `ebpf:"events_shards"`
 	Ledger       *ebpf.Map `ebpf:"ledger"`
 	SkbDrops     *ebpf.Map `ebpf:"skb_drops"`
+	WakeupJiffy  *ebpf.Map `ebpf:"wakeup_jiffy"`
 }
 
 func (m *skbMaps) Close() error {
@@ -124,6 +127,7 @@ func (m *skbMaps) Close() error {
 		m.EventsShards,
 		m.Ledger,
 		m.SkbDrops,
+		m.WakeupJiffy,
 	)
 }
 

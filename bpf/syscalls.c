@@ -58,9 +58,10 @@ int BPF_PROG(count_syscall, struct pt_regs *regs, long id)
  *    when a run opens in a new jiffy, and for one run in SYSCALL_TICK
  *    syscalls otherwise (ts_ns is 0 on the others);
  *  - the ring's fill is checked on those tick records only: past
- *    wakeup_bytes, that one record wakes the reader. Waking on every record
- *    past the threshold, until the reader catches up, makes each one pay
- *    for a wakeup: the cost this program exists to avoid.
+ *    wakeup_bytes, that one record wakes the reader (at most once a jiffy
+ *    on each CPU, as wakeup_flags does for every program). Waking on every
+ *    record past the threshold, until the reader catches up, makes each
+ *    one pay for a wakeup: the cost this program exists to avoid.
  * The open run's count is the ledger's pending slot, so the ledger balances
  * at any time.
  */
@@ -105,8 +106,8 @@ static __always_inline void run_submit(struct syscall_run *run, __u64 *pending, 
 	}
 	__builtin_memcpy(r, &run->rec, sizeof(*r));
 	r->count = n;
-	if (tick && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
+	if (tick)
+		flags = wakeup_flags(ring);
 	bpf_ringbuf_submit(r, flags);
 	ledger_emitted(PROG_SYSCALL_PROC, n);
 }
@@ -135,8 +136,8 @@ static __always_inline void record_each(struct task_struct *task, long id, __u32
 	*(__u64 *)&r->comm[8] = *(__u64 *)&task->comm[8];
 	if (record_mode == RECORD_NAIVE)
 		flags = 0;
-	else if (tick && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
+	else if (tick)
+		flags = wakeup_flags(ring);
 	bpf_ringbuf_submit(r, flags);
 	ledger_emitted(PROG_SYSCALL_PROC, 1);
 }

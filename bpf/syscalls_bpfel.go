@@ -43,6 +43,7 @@ const (
 	syscallsMapLedger           = "ledger"
 	syscallsMapSyscallCounts    = "syscall_counts"
 	syscallsMapSyscallRuns      = "syscall_runs"
+	syscallsMapWakeupJiffy      = "wakeup_jiffy"
 	syscallsProgCountSyscall    = "count_syscall"
 	syscallsProgFlushSyscallRun = "flush_syscall_run"
 	syscallsProgRecordSyscall   = "record_syscall"
@@ -109,6 +110,7 @@ type syscallsMapSpecs struct {
 	Ledger        *ebpf.MapSpec `ebpf:"ledger"`
 	SyscallCounts *ebpf.MapSpec `ebpf:"syscall_counts"`
 	SyscallRuns   *ebpf.MapSpec `ebpf:"syscall_runs"`
+	WakeupJiffy   *ebpf.MapSpec `ebpf:"wakeup_jiffy"`
 }
 
 // syscallsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -147,6 +149,7 @@ type syscallsMaps struct {
 	Ledger        *ebpf.Map `ebpf:"ledger"`
 	SyscallCounts *ebpf.Map `ebpf:"syscall_counts"`
 	SyscallRuns   *ebpf.Map `ebpf:"syscall_runs"`
+	WakeupJiffy   *ebpf.Map `ebpf:"wakeup_jiffy"`
 }
 
 func (m *syscallsMaps) Close() error {
@@ -156,6 +159,7 @@ func (m *syscallsMaps) Close() error {
 		m.Ledger,
 		m.SyscallCounts,
 		m.SyscallRuns,
+		m.WakeupJiffy,
 	)
 }
 

@@ -26,6 +26,7 @@ const (
 	tcpMapEventsShards            = "events_shards"
 	tcpMapLedger                  = "ledger"
 	tcpMapTcpOwners               = "tcp_owners"
+	tcpMapWakeupJiffy             = "wakeup_jiffy"
 	tcpProgHandleReceiveReset     = "handle_receive_reset"
 	tcpProgHandleRetransmit       = "handle_retransmit"
 	tcpProgHandleRetransmitSynack = "handle_retransmit_synack"
@@ -96,6 +97,7 @@ type tcpMapSpecs struct {
 	EventsShards *ebpf.MapSpec `ebpf:"events_shards"`
 	Ledger       *ebpf.MapSpec `ebpf:"ledger"`
 	TcpOwners    *ebpf.MapSpec `ebpf:"tcp_owners"`
+	WakeupJiffy  *ebpf.MapSpec `ebpf:"wakeup_jiffy"`
 }
 
 // tcpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -134,6 +136,7 @@ type tcpMaps struct {
 	EventsShards *ebpf.Map `ebpf:"events_shards"`
 	Ledger       *ebpf.Map `ebpf:"ledger"`
 	TcpOwners    *ebpf.Map `ebpf:"tcp_owners"`
+	WakeupJiffy  *ebpf.Map `ebpf:"wakeup_jiffy"`
 }
 
 func (m *tcpMaps) Close() error {
@@ -142,6 +145,7 @@ func (m *tcpMaps) Close() error {
 		m.EventsShards,
 		m.Ledger,
 		m.TcpOwners,
+		m.WakeupJiffy,
 	)
 }
 

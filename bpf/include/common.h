@@ -63,6 +63,37 @@ static __always_inline void *event_ring(void)
 	return bpf_map_lookup_elem(&events_shards, &cpu);
 }
 
+/* Each CPU's jiffy of its last forced wakeup (one per collector). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} wakeup_jiffy SEC(".maps");
+
+/* wakeup_flags returns the submit flags of a record in ring: a forced
+ * wakeup once wakeup_bytes are queued, but at most one a jiffy on each
+ * CPU. Past the threshold a reader that is behind or stalled would
+ * otherwise take a wakeup (an IRQ work interrupt, microseconds) for every
+ * record until it catches up or the ring fills; one a jiffy still wakes it
+ * soon after the threshold, and edge-triggered, it drains all it finds. */
+static __always_inline __u64 wakeup_flags(void *ring)
+{
+	__u32 zero = 0;
+	__u64 *last, now;
+
+	if (!ring || bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) < wakeup_bytes)
+		return BPF_RB_NO_WAKEUP;
+	last = bpf_map_lookup_elem(&wakeup_jiffy, &zero);
+	now = bpf_jiffies64();
+	if (last) {
+		if (*last == now)
+			return BPF_RB_NO_WAKEUP;
+		*last = now;
+	}
+	return BPF_RB_FORCE_WAKEUP;
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, PROG_MAX * LEDGER_SLOTS);
@@ -142,19 +173,14 @@ static __always_inline void *reserve_record(__u32 prog, __u32 kind, __u64 size)
 	return h;
 }
 
-/* record_submit submits a reserved record, waking the reader only when
- * wakeup_bytes are queued, and counts it as emitted. */
+/* record_submit submits a reserved record, waking the reader as
+ * wakeup_flags says, and counts it as emitted. */
 static __always_inline void record_submit(__u32 prog, void *r)
 {
-	void *ring;
 	__u64 flags = 0;
 
-	if (!default_wakeup) {
-		ring = event_ring(); /* the one reserved from: same CPU */
-		flags = ring && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= wakeup_bytes
-				? BPF_RB_FORCE_WAKEUP
-				: BPF_RB_NO_WAKEUP;
-	}
+	if (!default_wakeup)
+		flags = wakeup_flags(event_ring()); /* the ring reserved from: same CPU */
 	bpf_ringbuf_submit(r, flags);
 	ledger_emitted(prog, 1);
 }

@@ -120,7 +120,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.IntVar(&cfg.MaxSeries, "max-series", 0, "cardinality budget: most distinct series in all (0: the shipper's default); past it, new tag values go to an overflow series")
 	fs.Uint32Var(&cfg.RingSize, "ring-size", bpf.DefaultRingSize, "bytes in each kernel ring buffer: a power of two, a multiple of the page size (default 4 MiB with --syscalls-by-process)")
 	fs.BoolVar(&cfg.RingShards, "ring-shards", false, "give each CPU a kernel ring of --ring-size bytes that its programs write to, so that CPUs never contend on one ring (costs twice --ring-size of memory per CPU)")
-	fs.Uint64Var(&cfg.WakeupBytes, "wakeup-bytes", 0, "queued bytes past which the kernel wakes the reader (0: a quarter of --ring-size)")
+	fs.Uint64Var(&cfg.WakeupBytes, "wakeup-bytes", 0, "queued bytes past which the kernel wakes the reader, at most once a jiffy on each CPU (0: a quarter of --ring-size)")
 	fs.DurationVar(&cfg.Poll, "poll", DefaultPoll, "how often the reader drains the kernel ring without a wakeup (it also drains it before every flush, and when the kernel wakes it past --wakeup-bytes)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
