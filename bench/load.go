@@ -63,6 +63,11 @@ func runLoadAs(comm string, rate float64, dur time.Duration, threads int) loadRe
 func loadThread(comm string, rate float64, dur time.Duration, out chan<- loadResult) {
 	func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with us
+		// The thread takes its old name back at the end: if it is the
+		// process's main thread, which Go keeps instead of ending, its
+		// later syscalls (a signal wakes it) must not count as the load's.
+		var old [16]byte // TASK_COMM_LEN
+		_ = unix.Prctl(unix.PR_GET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0)
 		name := append([]byte(comm), 0)
 		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 		var r loadResult
@@ -100,6 +105,7 @@ func loadThread(comm string, rate float64, dur time.Duration, out chan<- loadRes
 			}
 		}
 		r.Elapsed = time.Since(start)
+		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0)
 		out <- r
 	}()
 }
