@@ -47,11 +47,13 @@ func (o RingOptions) withDefaults() (RingOptions, error) {
 }
 
 // Shared holds what all collectors share: the ring buffer of discrete
-// events, the drop ledger, and the kernel BTF while collectors load. Load
-// every collector, then call [Shared.ReleaseBTF] (the BTF costs tens of MB).
-// Its methods may be called from any goroutine except Close.
+// events, the drop ledger, each CPU's last forced wakeup, and the kernel
+// BTF while collectors load. Load every collector, then call
+// [Shared.ReleaseBTF] (the BTF costs tens of MB). Its methods may be
+// called from any goroutine except Close.
 type Shared struct {
 	events, ledger *ebpf.Map
+	wakeupJiffy    *ebpf.Map   // each CPU's jiffy of its last forced wakeup
 	shards         *ebpf.Map   // array of the rings, one per CPU (one empty slot without Shards)
 	shardRings     []*ebpf.Map // with Shards, in CPU order
 	shardSize      uint32
@@ -100,6 +102,12 @@ func NewShared(ring RingOptions) (_ *Shared, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("create drop ledger: %w", err)
 	}
+	s.wakeupJiffy, err = ebpf.NewMap(&ebpf.MapSpec{
+		Name: "wakeup_jiffy", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create wakeup limit: %w", err)
+	}
 	return s, nil
 }
 
@@ -137,7 +145,7 @@ func (s *Shared) ReleaseBTF() { s.btf = nil }
 // Close releases the shared maps; collectors keep their own references.
 func (s *Shared) Close() error {
 	var errs []error
-	for _, m := range append([]*ebpf.Map{s.events, s.shards, s.ledger}, s.shardRings...) {
+	for _, m := range append([]*ebpf.Map{s.events, s.shards, s.ledger, s.wakeupJiffy}, s.shardRings...) {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
@@ -148,7 +156,7 @@ func (s *Shared) Close() error {
 // load loads a collector's objects from spec into to, handing it the shared
 // maps and setting the wakeup threshold.
 func (s *Shared) load(name string, spec *ebpf.CollectionSpec, to any) error {
-	repl := make(map[string]*ebpf.Map, 3)
+	repl := make(map[string]*ebpf.Map, 4)
 	if m, ok := spec.Maps["events"]; ok {
 		m.MaxEntries = s.events.MaxEntries()
 		repl["events"] = s.events
@@ -165,6 +173,9 @@ func (s *Shared) load(name string, spec *ebpf.CollectionSpec, to any) error {
 	}
 	if _, ok := spec.Maps["ledger"]; ok {
 		repl["ledger"] = s.ledger
+	}
+	if _, ok := spec.Maps["wakeup_jiffy"]; ok {
+		repl["wakeup_jiffy"] = s.wakeupJiffy
 	}
 	if v, ok := spec.Variables["wakeup_bytes"]; ok {
 		if err := v.Set(s.wakeupBytes); err != nil {

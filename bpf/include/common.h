@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * What every bpfstatd program shares: the ring buffer of discrete events
- * (or one ring per CPU) and the drop ledger (one of each for all
- * collectors: the loader hands the same maps to every object), the wakeup
- * policy, and the sampling knob.
+ * (or one ring per CPU), the drop ledger and the wakeup limit (one of each
+ * for all collectors: the loader hands the same maps to every object), the
+ * wakeup policy, and the sampling knob.
  */
 #ifndef BPFSTATD_COMMON_H
 #define BPFSTATD_COMMON_H
@@ -63,7 +63,8 @@ static __always_inline void *event_ring(void)
 	return bpf_map_lookup_elem(&events_shards, &cpu);
 }
 
-/* Each CPU's jiffy of its last forced wakeup (one per collector). */
+/* Each CPU's jiffy of its last forced wakeup, of any program (the loader
+ * hands every object the same map). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
