@@ -419,6 +419,31 @@ func programCostTable(stats []*Stat) *Table {
 	return t
 }
 
+// opCostTable lists, per collector of BenchmarkProgramCosts, the time of
+// its op with no program attached, with the collector attached, the
+// difference, and the BPF run time of the collector's programs per op.
+func opCostTable(stats []*Stat) *Table {
+	t := &Table{Head: []string{"collector", "op, no program (ns)", "op, collector attached (ns)", "added per op (ns)", "BPF run time per op (ns)"}}
+	const prefix = "ProgramCosts/"
+	for _, s := range stats {
+		name := strings.TrimPrefix(s.Name, prefix)
+		if !strings.HasSuffix(s.Pkg, "bpf") || !strings.HasPrefix(s.Name, prefix) || strings.Contains(name, "/") {
+			continue
+		}
+		none := Find(stats, "bpf", s.Name+"/none")
+		if none == nil {
+			continue
+		}
+		var bpfNS float64
+		for _, c := range programCosts([]*Stat{s}) {
+			bpfNS += c.run * c.runs
+		}
+		with, without := s.get("ns/op"), none.get("ns/op")
+		t.Add(name, Num(without)+none.spread("ns/op"), Num(with)+s.spread("ns/op"), Num(with-without), Num(bpfNS))
+	}
+	return t
+}
+
 // A programCost is one program's figures from BenchmarkProgramCosts; NaN
 // where its collector has no such sub-benchmark.
 type programCost struct {
@@ -513,6 +538,9 @@ func (r *report) Markdown() string {
 	}
 	if t := programCostTable(r.Stats); len(t.Rows) > 0 {
 		w("The other collectors' programs (`BenchmarkProgramCosts`), each collector attached alone under an op that makes its events: spawning `/bin/true` (process), a loopback TCP connection and a connect to a closed port (tcp), a UDP datagram to a closed port (skb), a byte passed to another thread and back through pipes (runq). bpf-ns/run is the program's run time per run (bpf_stats on); *empty* and *ring_only* are programs assembled in the test and attached to the same tracepoints: one that only returns, and a bare reserve, zero and submit of a 48-byte record. These events come far apart, so each run starts with its code and data out of the caches: *ring_only* is the least any program writing a record per such event costs here. Together they split a program's run time: entering a program (empty), reserving and submitting a record (ring_only − empty), and the program's own work (the rest). *flags 0* is the same collector submitting every record with the kernel's default wakeup flags, drained by cilium's `Reader`: a record wakes the reader (IRQ work) when the reader has caught up, as it has between events far apart. IRQ work per op counts every CPU's, over the measured ops. The OOM program is left out (an OOM kill per op is no benchmark).\n\n%s\n", t.Markdown())
+	}
+	if t := opCostTable(r.Stats); len(t.Rows) > 0 {
+		w("What each collector adds to the op that makes its events, against the op with no program attached (*none*), medians of the same runs, next to its programs' BPF run time per op (run time × runs per op, summed): an op takes tens to hundreds of microseconds, and runs vary by more than the programs cost, so the difference is noise around the run time.\n\n%s\n", t.Markdown())
 	}
 
 	w("## End to end\n\n")

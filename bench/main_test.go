@@ -130,6 +130,7 @@ func TestProgramCostTable(t *testing.T) {
 	const out = `pkg: github.com/bpfstatd/bpfstatd/bpf
 BenchmarkProgramCosts/process-2         	     200	   1112580 ns/op	       597.1 bpf-ns/exec	       680.0 bpf-ns/exit	         0 irq-work/op	         1.000 runs/exec	         1.000 runs/exit
 BenchmarkProgramCosts/process/default_wakeup-2         	     200	   1212580 ns/op	       5971 bpf-ns/exec	       8160 bpf-ns/exit	         2.000 irq-work/op	         1.000 runs/exec	         1.000 runs/exit
+BenchmarkProgramCosts/process/none-2   	     200	    1102580 ns/op
 BenchmarkProgramCosts/process/empty-2   	     200	    986279 ns/op	        81.83 bpf-ns/exec	        88.08 bpf-ns/exit	         1.000 runs/exec	         1.000 runs/exit
 BenchmarkProgramCosts/process/ring_only-2         	     200	    958106 ns/op	       342.1 bpf-ns/exec	       430.9 bpf-ns/exit	         1.000 runs/exec	         1.000 runs/exit
 BenchmarkProgramCosts/runq-2                      	     200	     52893 ns/op	       359.5 bpf-ns/runq_switch	         4.505 runs/runq_switch
@@ -151,6 +152,10 @@ BenchmarkProgramCosts/runq-2                      	     200	     52893 ns/op	   
 	}
 	if n := strings.Count(got, "\n"); n != 2+3 {
 		t.Errorf("%d lines, want 5:\n%s", n, got)
+	}
+
+	if got, want := opCostTable(stats).Markdown(), "| process | 1.10 M | 1.11 M | 10.0 k | 1277 |"; !strings.Contains(got, want) || strings.Contains(got, "runq") {
+		t.Errorf("op cost table: want the row %q and no runq (no none run):\n%s", want, got)
 	}
 
 	targets := &Table{Head: []string{"target", "measured", "verdict"}}

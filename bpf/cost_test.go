@@ -39,6 +39,9 @@ type costHook struct{ tracepoint, program string }
 // on, runs/<program> its runs per op, and irq-work/op the IRQ work
 // interrupts (reader wakeups among them) per op over that window.
 //
+// <collector>/none is the op with no program attached: the baseline the
+// collector's ns/op adds to.
+//
 // <collector>/default_wakeup (ring-buffer collectors) is the same
 // collector submitting every record with flags 0, the kernel's default
 // wakeup, drained by cilium's ringbuf.Reader: between events far apart the
@@ -74,6 +77,10 @@ func BenchmarkProgramCosts(b *testing.B) {
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			measureCollector(b, c, costShared(b, drainer), stats)
+		})
+		b.Run(c.name+"/none", func(b *testing.B) {
+			costShared(b, drainer)
+			measureCosts(b, c.op(b), nil, stats)
 		})
 		if c.ring {
 			b.Run(c.name+"/default_wakeup", func(b *testing.B) {
