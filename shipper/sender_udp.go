@@ -73,7 +73,11 @@ func (t *udpTransport) writeBatch(bufs [][]byte) (int, error) {
 	if t.conn == nil {
 		return 0, net.ErrClosed
 	}
-	return t.w.writeBatch(bufs)
+	n, err := t.w.writeBatch(bufs)
+	if err != nil {
+		err = fmt.Errorf("send to %s: %w", t.addr, err)
+	}
+	return n, err
 }
 
 func (t *udpTransport) setDeadline(d time.Time) {

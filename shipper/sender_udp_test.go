@@ -131,3 +131,20 @@ func TestSentLogMatch(t *testing.T) {
 		t.Errorf("%d entries left, want %d", l.n, sentLogSize+10-21)
 	}
 }
+
+// TestUDPSendErrorNamesReceiver: a datagram the kernel refuses at once
+// (here too large for UDP) fails with an error that names the receiver,
+// as the breaker and --health then report it.
+func TestUDPSendErrorNamesReceiver(t *testing.T) {
+	r := newReceiver(t, "udp", "127.0.0.1:0")
+	addr := r.conn.LocalAddr().String()
+	tr, err := dialUDP("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.close()
+	_, err = tr.writeBatch([][]byte{make([]byte, 70000)})
+	if err == nil || !strings.HasPrefix(err.Error(), "send to "+addr+": ") {
+		t.Fatalf("send of 70000 bytes: %v, want an error that names %s", err, addr)
+	}
+}

@@ -52,10 +52,13 @@ func (t *unixTransport) writeBatch(bufs [][]byte) (int, error) {
 		return 0, fmt.Errorf("write unixgram %s: %w", t.path, syscall.ENOTCONN)
 	}
 	n, err := t.w.writeBatch(bufs)
+	if err == nil {
+		return n, nil
+	}
 	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTCONN) {
 		t.close()
 	}
-	return n, err
+	return n, fmt.Errorf("send to unixgram %s: %w", t.path, err)
 }
 
 func (t *unixTransport) setDeadline(d time.Time) {
