@@ -240,20 +240,7 @@ func TestDrainIntoStress(t *testing.T) {
 				}
 			}()
 			stop := runInto(d, r)
-			var producers []<-chan struct{}
-			for cpu := range runtime.NumCPU() { // a producer on each CPU
-				producers = append(producers, onCPU(cpu, func() {
-					for range 100 {
-						if err := w.run(100); err != nil {
-							t.Error(err)
-							return
-						}
-					}
-				}))
-			}
-			for _, p := range producers {
-				<-p
-			}
+			writeOnEveryCPU(t, w, 100, 100) // a producer on each CPU
 			if err := stop(); err != nil {
 				t.Fatalf("RunInto: %v", err)
 			}

@@ -97,7 +97,7 @@ func TestShardedDrainer(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.RunInto(ctx, lanes) }()
 
-	writeOnEveryCPU(t, w)
+	writeOnEveryCPU(t, w, 20, 200) // 4,000 records a CPU
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("RunInto: %v", err)
@@ -138,7 +138,7 @@ func TestShardedDrainerRun(t *testing.T) {
 			mu.Unlock()
 		})
 	}()
-	writeOnEveryCPU(t, w)
+	writeOnEveryCPU(t, w, 20, 200) // 4,000 records a CPU
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
@@ -149,14 +149,15 @@ func TestShardedDrainerRun(t *testing.T) {
 	}
 }
 
-// writeOnEveryCPU has w write 4,000 records on every CPU at once, each
-// CPU into its own ring, and returns when all are written.
-func writeOnEveryCPU(t *testing.T, w *writer) {
+// writeOnEveryCPU has w write runs × perRun records on every CPU at once
+// (into each CPU's own ring, if w writes shards), and returns when all are
+// written.
+func writeOnEveryCPU(t *testing.T, w *writer, runs int, perRun uint32) {
 	var producers []<-chan struct{}
 	for cpu := range runtime.NumCPU() {
 		producers = append(producers, onCPU(cpu, func() {
-			for range 20 {
-				if err := w.run(200); err != nil {
+			for range runs {
+				if err := w.run(perRun); err != nil {
 					t.Error(err)
 					return
 				}
