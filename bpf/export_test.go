@@ -15,3 +15,7 @@ func AttachedPrograms(c Collector) []*ebpf.Program {
 // records with flags 0, the kernel's default wakeup, instead of the
 // wakeup policy of [RingOptions].
 func (s *Shared) UseDefaultWakeup() { s.defaultWakeup = true }
+
+// WakeupLimit returns the map of each CPU's last forced wakeup that s hands
+// to every collector.
+func (s *Shared) WakeupLimit() *ebpf.Map { return s.wakeupJiffy }

@@ -3,6 +3,7 @@ package bpf_test
 import (
 	"context"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -103,5 +104,44 @@ func TestWakeupOncePerJiffy(t *testing.T) {
 	t.Logf("by-process ledger %+v, drain %+v", l, d.Stats())
 	if !l.Balanced() || l.RingFull != 0 {
 		t.Errorf("ledger %+v: want balanced, nothing lost to a full ring", l)
+	}
+}
+
+// TestWakeupLimitShared checks that collectors loaded on one Shared limit
+// their wakeups with its map, not one each: the process and syscalls
+// programs that write records all use it.
+func TestWakeupLimitShared(t *testing.T) {
+	sh, p := loadProcess(t, bpf.RingOptions{})
+	s, err := bpf.LoadSyscalls(sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	info, err := sh.WakeupLimit().Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, _ := info.ID()
+	if err := p.Attach(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Detach()
+	_, byProcess := s.Programs()
+	progs := append(bpf.AttachedPrograms(p), byProcess)
+	if len(progs) != 4 {
+		t.Fatalf("%d programs, want exec, exit, fork and record_syscall", len(progs))
+	}
+	for _, prog := range progs {
+		pi, err := prog.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, ok := pi.MapIDs()
+		if !ok {
+			t.Fatalf("%s: the kernel gives no map ids", pi.Name)
+		}
+		if !slices.Contains(ids, shared) {
+			t.Errorf("%s uses maps %v, not the shared wakeup limit %d", pi.Name, ids, shared)
+		}
 	}
 }
